@@ -1,0 +1,36 @@
+# equivox: PDB entries -> atoms -> origins -> views -> trained encoders -> figures.
+# This file is the table of contents; rules live in workflow/rules/, logic in equivox/.
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# the demo default, found beside this file whatever the working directory (-d);
+# --configfile FILE is merged on top of it
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d{3}",
+
+
+
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True
+
+
+onsuccess:
+    print_summary()

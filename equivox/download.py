@@ -1,0 +1,418 @@
+"""Stage 2, PDB download: fetch structure files for many PDB entries, robustly.
+
+An entry comes either from a URL template (RCSB by default) or from a local mirror
+directory, and is stored as ``dest_dir/{id}.cif.gz`` (mmCIF) or ``dest_dir/{id}.pdb.gz``
+(PDB format). Ids are lower case everywhere, as in the wwPDB archive and the rest of
+equivox; input ids may be in either case.
+The stored file is always gzip-compressed and always complete: it is written to a
+temporary file in ``dest_dir``, decompressed in full to check it, and only then renamed
+into place, so a crash or a bad download never leaves a corrupt file at the final path.
+
+Per-entry problems never raise; they become a :class:`FetchResult` status:
+
+    ok        fetched now
+    cached    already present and valid; no network or mirror access
+    obsolete  HTTP 404/410 (RCSB answers 404 for obsoleted entries); not retried
+    missing   not in the mirror
+    failed    still broken after the retries (5xx, timeouts, connection errors,
+              truncated or corrupt gzip, content that is neither mmCIF nor PDB)
+
+:func:`fetch_shard` handles one Snakemake job's worth of entries (hundreds), so the DAG
+stays small at 10K entries, and writes a TSV manifest of the results.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import http.client
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import time
+import zlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Literal
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+from tqdm import tqdm
+
+from equivox import __version__
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "cached", "missing", "obsolete", "failed"]
+MANIFEST_COLUMNS = ("pdb_id", "status", "path", "attempts", "bytes", "reason")
+
+_PDB_ID = re.compile(r"[0-9][a-z0-9]{3}")
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK_BYTES = 1 << 20
+_USER_AGENT = f"equivox/{__version__} (Python urllib)"
+# Client errors that a later attempt can cure (timeout, rate limit); other 4xx cannot.
+_RETRYABLE_4XX = frozenset({408, 429})
+# File names a mirror may hold an entry under, most preferred first ({} is the id).
+_MIRROR_NAMES = ("{}.cif.gz", "{}.cif", "pdb{}.ent.gz", "{}.pdb.gz", "{}.pdb")
+# Record names that may open a PDB-format file (wwPDB format v3.3, title to coordinates).
+_PDB_RECORDS = frozenset(
+    "HEADER OBSLTE TITLE SPLIT CAVEAT COMPND SOURCE KEYWDS EXPDTA NUMMDL MDLTYP AUTHOR "
+    "REVDAT SPRSDE JRNL REMARK DBREF DBREF1 DBREF2 SEQADV SEQRES MODRES HET HETNAM "
+    "HETSYN FORMUL HELIX SHEET SSBOND LINK CISPEP SITE CRYST1 ORIGX1 ORIGX2 ORIGX3 "
+    "SCALE1 SCALE2 SCALE3 MTRIX1 MTRIX2 MTRIX3 MODEL ATOM ANISOU TER HETATM".split()
+)
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Where entries come from and how hard to try. Set exactly one source.
+
+    url_template: URL with the fields ``{pdb_id}`` (upper case), ``{pdb_id_lower}`` and
+        ``{middle}`` (characters 2-3 of the id, lower case, as in the wwPDB divided
+        layout), e.g. ``https://files.rcsb.org/download/{pdb_id}.cif.gz``.
+    mirror_dir: local copy of the archive, divided (``xy/1xyz.cif.gz``) or flat
+        (``1xyz.cif.gz``); ``.cif``, ``pdb1xyz.ent.gz``, ``1xyz.pdb.gz`` and ``1xyz.pdb``
+        are accepted too. Mirror reads are not retried: a local file does not heal by
+        waiting.
+    retries: further HTTP attempts after the first, so at most ``retries + 1`` requests.
+    backoff_s: wait before retry k (0-based) is ``backoff_s * 2**k``, plus up to 25%
+        random jitter.
+    timeout_s: how long a connection may stall (connect or one read), not a limit on
+        the whole transfer, so large entries on slow links still complete.
+    """
+
+    url_template: str | None = None
+    mirror_dir: Path | None = None
+    retries: int = 4
+    backoff_s: float = 1.0
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if (self.url_template is None) == (self.mirror_dir is None):
+            raise ValueError(
+                "FetchSettings: set exactly one of url_template and mirror_dir, got "
+                f"url_template={self.url_template!r}, mirror_dir={self.mirror_dir!r}"
+            )
+        if self.url_template is not None:
+            _check_url_template(self.url_template)
+        if self.mirror_dir is not None:
+            object.__setattr__(self, "mirror_dir", Path(self.mirror_dir))
+            if not self.mirror_dir.is_dir():
+                raise ValueError(f"FetchSettings: mirror_dir {self.mirror_dir} is not a directory")
+        if self.retries < 0:
+            raise ValueError(f"FetchSettings: retries must be >= 0, got {self.retries}")
+        if self.backoff_s < 0:
+            raise ValueError(f"FetchSettings: backoff_s must be >= 0, got {self.backoff_s}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"FetchSettings: timeout_s must be > 0, got {self.timeout_s}")
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Outcome for one entry; one manifest row.
+
+    pdb_id is lower case. path is the stored file for "ok" and "cached", else None.
+    reason says what went wrong ("" on success). attempts counts requests or mirror
+    look-ups made (0 when cached). bytes is the size of the stored (compressed) file.
+    """
+
+    pdb_id: str
+    status: Status
+    path: Path | None
+    reason: str
+    attempts: int
+    bytes: int
+
+
+def fetch_entry(pdb_id: str, dest_dir: Path, settings: FetchSettings) -> FetchResult:
+    """Fetch one entry into ``dest_dir`` unless a valid copy is already there.
+
+    Never raises for problems with the entry itself; see the module docstring for the
+    statuses. A file at the final path that fails validation is deleted and fetched
+    again.
+    """
+    pdb_id = _canonical_id(pdb_id)
+    if not _PDB_ID.fullmatch(pdb_id):
+        return FetchResult(pdb_id, "failed", None, "not a 4-character PDB id", 0, 0)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+
+    cached = _valid_cached_file(pdb_id, dest_dir)
+    if cached is not None:
+        return FetchResult(pdb_id, "cached", cached, "", 0, cached.stat().st_size)
+    if settings.mirror_dir is not None:
+        return _copy_from_mirror(pdb_id, dest_dir, settings.mirror_dir)
+    return _download(pdb_id, dest_dir, settings)
+
+
+def fetch_shard(
+    pdb_ids: Iterable[str],
+    dest_dir: Path,
+    settings: FetchSettings,
+    manifest_path: Path,
+    progress: bool = True,
+    workers: int = 4,
+) -> list[FetchResult]:
+    """Fetch many entries with ``workers`` threads and write a TSV manifest.
+
+    Returns one result per distinct id (case-insensitive), in input order. The manifest
+    (columns ``MANIFEST_COLUMNS``) appears at ``manifest_path`` atomically, only once
+    every entry has a result. Until then each result is appended, as it arrives, to the
+    journal ``{manifest_path}.partial``, which shows how far an interrupted shard got.
+    A rerun does not need the journal to skip work: entries whose files were stored
+    are found valid on disk and reported "cached"; the rest are fetched again.
+    """
+    ids = list(dict.fromkeys(_canonical_id(i) for i in pdb_ids))
+    manifest_path = Path(manifest_path)
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    journal_path = manifest_path.with_name(manifest_path.name + ".partial")
+
+    results: dict[str, FetchResult] = {}
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        open(journal_path, "a", newline="") as journal,
+        tqdm(total=len(ids), disable=not progress, unit="entry", desc="fetch") as bar,
+    ):
+        journal_rows = csv.writer(journal, delimiter="\t", lineterminator="\n")
+        if journal.tell() == 0:
+            journal_rows.writerow(MANIFEST_COLUMNS)
+        futures = [pool.submit(fetch_entry, pdb_id, dest_dir, settings) for pdb_id in ids]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                results[result.pdb_id] = result
+                journal_rows.writerow(_manifest_row(result))
+                journal.flush()
+                _log_result(result)
+                bar.update()
+        except BaseException:
+            # Without this, leaving the `with` would wait for every queued entry.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    ordered = [results[pdb_id] for pdb_id in ids]
+    _write_manifest(ordered, manifest_path)
+    journal_path.unlink()
+    counts = Counter(r.status for r in ordered)
+    log.info("shard of %d entries -> %s: %s", len(ordered), manifest_path, dict(counts))
+    return ordered
+
+
+def shard_ids(pdb_ids: Iterable[str], n_shards: int) -> list[list[str]]:
+    """Split ids into exactly ``n_shards`` lists (some empty if there are few ids).
+
+    Ids are lower-cased, de-duplicated and sorted, then dealt round-robin: shard k gets
+    sorted ids k, k + n, k + 2n, ... Round-robin rather than contiguous because PDB ids
+    roughly follow deposition date, and recent entries (large cryo-EM assemblies) are
+    much bigger; dealing spreads them evenly, so shards take similar times.
+    """
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    ids = sorted({_canonical_id(i) for i in pdb_ids})
+    return [ids[k::n_shards] for k in range(n_shards)]
+
+
+def validate_structure_file(path: Path) -> None:
+    """Raise ValueError naming ``path`` unless it is a complete gzip of mmCIF or PDB text.
+
+    Decompresses the whole file, since gzip's CRC and length are only checked at the end.
+    """
+    try:
+        _structure_format(Path(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+# --- sources -------------------------------------------------------------------------
+
+
+def _download(pdb_id: str, dest_dir: Path, settings: FetchSettings) -> FetchResult:
+    url = settings.url_template.format(**_template_fields(pdb_id))
+    request = Request(url, headers={"User-Agent": _USER_AGENT})
+    max_attempts = settings.retries + 1
+    for attempt in range(1, max_attempts + 1):
+        try:
+            with urlopen(request, timeout=settings.timeout_s) as response:
+                path = _store(pdb_id, response, dest_dir)
+            return FetchResult(pdb_id, "ok", path, "", attempt, path.stat().st_size)
+        except HTTPError as err:
+            err.close()
+            if err.code in (404, 410):
+                reason = f"HTTP {err.code} for {url}"
+                return FetchResult(pdb_id, "obsolete", None, reason, attempt, 0)
+            reason = f"HTTP {err.code} {err.reason}"
+            if err.code < 500 and err.code not in _RETRYABLE_4XX:
+                break
+        # OSError covers URLError (refused, DNS), TimeoutError and disk errors;
+        # HTTPException covers IncompleteRead (connection closed before Content-Length);
+        # ValueError is _store's verdict on the content (truncated gzip, not a structure).
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            reason = f"{type(err).__name__}: {err}"
+        if attempt < max_attempts:
+            wait_s = _backoff_delay_s(settings.backoff_s, attempt - 1)
+            log.warning("%s: attempt %d/%d failed (%s); retrying in %.2f s",
+                        pdb_id, attempt, max_attempts, reason, wait_s)
+            time.sleep(wait_s)
+    return FetchResult(pdb_id, "failed", None, f"{reason} for {url}", attempt, 0)
+
+
+def _copy_from_mirror(pdb_id: str, dest_dir: Path, mirror_dir: Path) -> FetchResult:
+    source = _find_in_mirror(pdb_id, mirror_dir)
+    if source is None:
+        return FetchResult(pdb_id, "missing", None, f"not in mirror {mirror_dir}", 1, 0)
+    try:
+        with open(source, "rb") as stream:
+            path = _store(pdb_id, stream, dest_dir)
+    except (OSError, ValueError) as err:
+        return FetchResult(pdb_id, "failed", None, f"{source}: {err}", 1, 0)
+    return FetchResult(pdb_id, "ok", path, "", 1, path.stat().st_size)
+
+
+def _find_in_mirror(pdb_id: str, mirror_dir: Path) -> Path | None:
+    """First existing file for the entry: mmCIF before PDB format, divided before flat.
+
+    Both id cases are tried because hand-made mirrors often keep RCSB's upper-case names.
+    """
+    middle = _template_fields(pdb_id)["middle"]
+    for pattern in _MIRROR_NAMES:
+        for name in (pattern.format(pdb_id), pattern.format(pdb_id.upper())):
+            for path in (mirror_dir / middle / name, mirror_dir / name):
+                if path.is_file():
+                    return path
+    return None
+
+
+def _canonical_id(pdb_id: str) -> str:
+    return str(pdb_id).strip().lower()
+
+
+def _template_fields(pdb_id: str) -> dict[str, str]:
+    return {"pdb_id": pdb_id.upper(), "pdb_id_lower": pdb_id, "middle": pdb_id[1:3]}
+
+
+def _check_url_template(url_template: str) -> None:
+    try:
+        urls = {url_template.format(**_template_fields(i)) for i in ("1abc", "2xyz")}
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"FetchSettings: url_template {url_template!r} is not a valid template "
+            f"({type(err).__name__}: {err}); fields are {{pdb_id}}, {{pdb_id_lower}}, {{middle}}"
+        ) from None
+    if len(urls) == 1:
+        raise ValueError(f"FetchSettings: url_template {url_template!r} does not use the PDB id")
+
+
+def _backoff_delay_s(backoff_s: float, retry_index: int) -> float:
+    # Jitter keeps parallel shards that met the same outage from retrying in lockstep.
+    return backoff_s * 2**retry_index * random.uniform(1.0, 1.25)
+
+
+# --- storage and validation ------------------------------------------------------------
+
+
+def _valid_cached_file(pdb_id: str, dest_dir: Path) -> Path | None:
+    for fmt in ("cif", "pdb"):
+        path = dest_dir / f"{pdb_id}.{fmt}.gz"
+        if not path.exists():
+            continue
+        try:
+            validate_structure_file(path)
+            return path
+        except ValueError as err:
+            # Only a file written by something else (or a crash without fsync) gets here.
+            log.warning("%s: removing invalid stored file (%s)", pdb_id, err)
+            path.unlink()
+    return None
+
+
+def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
+    """Write ``source`` gzip-compressed to ``dest_dir/{id}.{cif|pdb}.gz`` atomically.
+
+    Raises ValueError if the content is not a complete mmCIF/PDB file; OSError and
+    http.client.HTTPException from reading ``source`` pass through. The temporary file
+    is removed whatever happens.
+    """
+    # A hidden name in dest_dir: same filesystem, so os.replace is atomic.
+    tmp = dest_dir / f".{pdb_id}.{secrets.token_hex(4)}.part"
+    try:
+        with open(tmp, "xb") as out:
+            head = source.read(2)
+            if head == _GZIP_MAGIC:
+                out.write(head)
+                shutil.copyfileobj(source, out, _CHUNK_BYTES)
+            else:
+                # mtime=0 so that compressing the same file twice gives the same bytes.
+                with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as compressed:
+                    compressed.write(head)
+                    shutil.copyfileobj(source, compressed, _CHUNK_BYTES)
+            out.flush()
+            os.fsync(out.fileno())  # the rename must not reach disk before the data
+        # http.client ends a body silently when the server hangs up early (only
+        # unbounded reads raise IncompleteRead) and leaves the shortfall in .length.
+        # An uncompressed body has no checksum, so this is the only sign of truncation.
+        missing_bytes = getattr(source, "length", None)
+        if missing_bytes:
+            raise http.client.IncompleteRead(b"", missing_bytes)
+        fmt = _structure_format(tmp)
+        final = dest_dir / f"{pdb_id}.{fmt}.gz"
+        os.replace(tmp, final)
+        return final
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _structure_format(path: Path) -> Literal["cif", "pdb"]:
+    """"cif" or "pdb" for a complete gzip of mmCIF or PDB text; ValueError otherwise."""
+    with open(path, "rb") as raw:
+        if raw.read(2) != _GZIP_MAGIC:
+            raise ValueError("not gzip-compressed")
+    try:
+        with gzip.open(path, "rb") as text:
+            head = text.read(256)
+            while text.read(_CHUNK_BYTES):
+                pass
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"corrupt or truncated gzip ({type(err).__name__}: {err})") from None
+
+    if head.lstrip().startswith(b"data_"):
+        return "cif"
+    first_line = head.split(b"\n", 1)[0]
+    if first_line[:6].decode("ascii", "replace").strip() in _PDB_RECORDS:
+        return "pdb"
+    if not head:
+        raise ValueError("empty after decompression")
+    raise ValueError(f"neither mmCIF (no data_ block) nor PDB format: starts {first_line[:40]!r}")
+
+
+# --- manifest ----------------------------------------------------------------------------
+
+
+def _manifest_row(result: FetchResult) -> list[str]:
+    # Reasons quote server and OS messages; keep each row on one line.
+    reason = " ".join(result.reason.split())
+    path = "" if result.path is None else str(result.path)
+    return [result.pdb_id, result.status, path, str(result.attempts), str(result.bytes), reason]
+
+
+def _write_manifest(results: list[FetchResult], manifest_path: Path) -> None:
+    tmp = manifest_path.with_name(f".{manifest_path.name}.{secrets.token_hex(4)}.part")
+    try:
+        with open(tmp, "x", newline="") as out:
+            rows = csv.writer(out, delimiter="\t", lineterminator="\n")
+            rows.writerow(MANIFEST_COLUMNS)
+            rows.writerows(_manifest_row(r) for r in results)
+        os.replace(tmp, manifest_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _log_result(result: FetchResult) -> None:
+    if result.status == "failed":
+        log.warning("%s: failed after %d attempt(s): %s",
+                    result.pdb_id, result.attempts, result.reason)
+    elif result.status in ("obsolete", "missing"):
+        log.info("%s: %s (%s)", result.pdb_id, result.status, result.reason)

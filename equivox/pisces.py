@@ -1,0 +1,197 @@
+"""PISCES culled lists: parse the real format, re-filter by config thresholds.
+
+A PISCES list (Dunbrack lab) looks like::
+
+    IDs         length  Exptl.  resolution  R-factor  FreeRvalue
+    12ASA          330    XRAY       2.200      0.16        0.29
+    1A0BAAA        117    XRAY       1.700      0.19        0.23
+
+Each id is a 4-character PDB code followed by the *author* chain id
+(``auth_asym_id``), which may be several characters long (``AAA`` above). Values
+that are not known are written ``NA`` (the demo list made from file headers uses
+this; never a made-up number) and the filter's ``unknown`` policy decides.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER_FIELDS = ("IDs", "length", "Exptl.", "resolution", "R-factor", "FreeRvalue")
+_ID_RE = re.compile(r"^([0-9][A-Za-z0-9]{3})([A-Za-z0-9]{1,4})$")
+
+
+class PiscesFormatError(ValueError):
+    """A PISCES list line that does not follow the format; names file and line."""
+
+
+@dataclass(frozen=True)
+class PiscesChain:
+    pdb_id: str        # 4 characters, lower case
+    chain: str         # author chain id, case preserved, 1-4 characters
+    length: int
+    method: str        # XRAY, NMR, EM, ... as in the list
+    resolution_A: float  # nan when unknown
+    r_factor: float      # nan when unknown
+    r_free: float        # nan when unknown
+
+    @property
+    def chain_key(self) -> str:
+        """Stable id used throughout the pipeline: ``1abc_A`` (pdb id lower case)."""
+        return f"{self.pdb_id}_{self.chain}"
+
+
+def _number(token: str, path: Path, lineno: int, field: str) -> float:
+    if token.upper() in {"NA", "N/A", "?", "."}:
+        return math.nan
+    try:
+        return float(token)
+    except ValueError:
+        raise PiscesFormatError(
+            f"{path}:{lineno}: field '{field}' should be a number or NA, got {token!r}"
+        ) from None
+
+
+def parse_pisces(path: str | Path) -> list[PiscesChain]:
+    """Read a PISCES list. Raises :class:`PiscesFormatError` naming the line."""
+    path = Path(path)
+    chains: list[PiscesChain] = []
+    seen_header = False
+    with open(path, encoding="utf-8") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            tokens = line.split()
+            if tokens[0] == "IDs":
+                if tuple(tokens) != HEADER_FIELDS:
+                    raise PiscesFormatError(
+                        f"{path}:{lineno}: header should be {' '.join(HEADER_FIELDS)!r}, "
+                        f"got {line!r}")
+                seen_header = True
+                continue
+            if not seen_header:
+                raise PiscesFormatError(
+                    f"{path}:{lineno}: expected the header line "
+                    f"{' '.join(HEADER_FIELDS)!r} before the first entry, got {line!r}")
+            if len(tokens) != len(HEADER_FIELDS):
+                raise PiscesFormatError(
+                    f"{path}:{lineno}: expected {len(HEADER_FIELDS)} columns "
+                    f"({' '.join(HEADER_FIELDS)}), got {len(tokens)}: {line!r}")
+            match = _ID_RE.match(tokens[0])
+            if match is None:
+                raise PiscesFormatError(
+                    f"{path}:{lineno}: field 'IDs' should be a 4-character PDB code "
+                    f"followed by a 1-4 character chain id, got {tokens[0]!r}")
+            try:
+                length = int(tokens[1])
+            except ValueError:
+                raise PiscesFormatError(
+                    f"{path}:{lineno}: field 'length' should be an integer, "
+                    f"got {tokens[1]!r}") from None
+            chains.append(PiscesChain(
+                pdb_id=match.group(1).lower(),
+                chain=match.group(2),
+                length=length,
+                method=tokens[2].upper(),
+                resolution_A=_number(tokens[3], path, lineno, "resolution"),
+                r_factor=_number(tokens[4], path, lineno, "R-factor"),
+                r_free=_number(tokens[5], path, lineno, "FreeRvalue"),
+            ))
+    if not seen_header:
+        raise PiscesFormatError(f"{path}: no header line {' '.join(HEADER_FIELDS)!r} found")
+    return chains
+
+
+@dataclass(frozen=True)
+class PiscesFilter:
+    """Thresholds applied on top of the list's own culling (identity is fixed by it)."""
+    max_resolution_A: float = 2.5
+    max_r_free: float = 0.3
+    min_length: int = 40
+    max_length: int = 10000
+    methods: tuple[str, ...] = ("XRAY",)
+    unknown: str = "keep"  # keep | drop: what to do with NA method / resolution / R-free
+
+    def __post_init__(self):
+        if self.unknown not in {"keep", "drop"}:
+            raise ValueError(f"PiscesFilter.unknown must be 'keep' or 'drop', got {self.unknown!r}")
+
+    def reason_to_drop(self, chain: PiscesChain) -> str | None:
+        """None when the chain passes, else a short human-readable reason."""
+        if chain.method == "NA":
+            if self.unknown == "drop":
+                return "method unknown"
+        elif chain.method not in self.methods:
+            return f"method {chain.method} not in {list(self.methods)}"
+        if not self.min_length <= chain.length <= self.max_length:
+            return f"length {chain.length} outside [{self.min_length}, {self.max_length}]"
+        for value, limit, name in ((chain.resolution_A, self.max_resolution_A, "resolution"),
+                                   (chain.r_free, self.max_r_free, "R-free")):
+            if math.isnan(value):
+                if self.unknown == "drop":
+                    return f"{name} unknown"
+            elif value > limit:
+                return f"{name} {value:g} > {limit:g}"
+        return None
+
+
+def filter_chains(chains, criteria: PiscesFilter):
+    """Split chains into (kept, dropped) where dropped holds (chain, reason) pairs.
+
+    Duplicate chain ids keep their first occurrence.
+    """
+    kept, dropped, seen = [], [], set()
+    for chain in chains:
+        if chain.chain_key in seen:
+            dropped.append((chain, "duplicate entry in list"))
+            continue
+        seen.add(chain.chain_key)
+        reason = criteria.reason_to_drop(chain)
+        if reason is None:
+            kept.append(chain)
+        else:
+            dropped.append((chain, reason))
+    return kept, dropped
+
+
+TABLE_COLUMNS = ("chain_key", "pdb_id", "chain", "length", "method",
+                 "resolution_A", "r_factor", "r_free")
+
+
+def _row(chain: PiscesChain) -> list:
+    fmt = lambda v: "NA" if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    return [chain.chain_key, chain.pdb_id, chain.chain, chain.length, chain.method,
+            fmt(chain.resolution_A), fmt(chain.r_factor), fmt(chain.r_free)]
+
+
+def write_chain_table(path: str | Path, chains, reasons=None) -> None:
+    """TSV of chains; with ``reasons`` (same length) a final ``reason`` column."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(TABLE_COLUMNS + (("reason",) if reasons is not None else ()))
+        for i, chain in enumerate(chains):
+            writer.writerow(_row(chain) + ([reasons[i]] if reasons is not None else []))
+
+
+def read_chain_table(path: str | Path) -> list[PiscesChain]:
+    """Inverse of :func:`write_chain_table` (the ``reason`` column is ignored)."""
+    nan_or = lambda s: math.nan if s == "NA" else float(s)  # noqa: E731
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [PiscesChain(pdb_id=r["pdb_id"], chain=r["chain"], length=int(r["length"]),
+                            method=r["method"], resolution_A=nan_or(r["resolution_A"]),
+                            r_factor=nan_or(r["r_factor"]), r_free=nan_or(r["r_free"]))
+                for r in csv.DictReader(handle, delimiter="\t")]
+
+
+def write_pisces(path: str | Path, chains) -> None:
+    """Write chains in the PISCES list format (used for the demo list)."""
+    fmt = lambda v, p: "NA" if math.isnan(v) else f"{v:.{p}f}"  # noqa: E731
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("IDs         length  Exptl.  resolution  R-factor  FreeRvalue\n")
+        for c in chains:
+            handle.write(f"{c.pdb_id.upper() + c.chain:<12}{c.length:>6}  {c.method:>6}  "
+                         f"{fmt(c.resolution_A, 3):>10}  {fmt(c.r_factor, 2):>8}  "
+                         f"{fmt(c.r_free, 2):>10}\n")
