@@ -2,7 +2,9 @@
 # This file is the table of contents; rules live in workflow/rules/, logic in equivox/.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from equivox.config import validate_config
 
 min_version("9.0")
 
@@ -12,7 +14,7 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
 
 include: "workflow/rules/common.smk"

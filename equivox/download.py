@@ -416,3 +416,38 @@ def _log_result(result: FetchResult) -> None:
                     result.pdb_id, result.attempts, result.reason)
     elif result.status in ("obsolete", "missing"):
         log.info("%s: %s (%s)", result.pdb_id, result.status, result.reason)
+
+
+def download_file(url: str, dest: Path, retries: int = 4, backoff_s: float = 1.0,
+                  timeout_s: float = 60.0, check=None) -> int:
+    """Download one small file (e.g. a PISCES list) atomically; returns attempts used.
+
+    ``check(path)`` may raise ValueError to reject the content (retried like a
+    network error). Raises RuntimeError naming the URL after the last attempt.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    request = Request(url, headers={"User-Agent": _USER_AGENT})
+    for attempt in range(1, retries + 2):
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+        try:
+            with urlopen(request, timeout=timeout_s) as response, open(tmp, "xb") as out:
+                shutil.copyfileobj(response, out, _CHUNK_BYTES)
+            if check is not None:
+                check(tmp)
+            os.replace(tmp, dest)
+            return attempt
+        except HTTPError as err:
+            err.close()
+            reason = f"HTTP {err.code} {err.reason}"
+            if err.code < 500 and err.code not in _RETRYABLE_4XX:
+                break
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            reason = f"{type(err).__name__}: {err}"
+        finally:
+            tmp.unlink(missing_ok=True)
+        if attempt <= retries:
+            wait_s = _backoff_delay_s(backoff_s, attempt - 1)
+            log.warning("%s: attempt %d failed (%s); retrying in %.2f s", url, attempt, reason, wait_s)
+            time.sleep(wait_s)
+    raise RuntimeError(f"could not download {url}: {reason}")

@@ -23,6 +23,7 @@ from equivox.download import (
     MANIFEST_COLUMNS,
     FetchResult,
     FetchSettings,
+    download_file,
     fetch_entry,
     fetch_shard,
     shard_ids,
@@ -512,3 +513,27 @@ def test_script_writes_manifest_and_log(tmp_path, restore_root_logging, ids_text
         ("1yjp", "ok"), ("5pti", "missing")]
     log_text = log_path.read_text()
     assert "shard of 2 entries" in log_text and "5pti: missing" in log_text
+
+
+PISCES_TEXT = (b"IDs         length  Exptl.  resolution  R-factor  FreeRvalue\n"
+               b"12ASA          330    XRAY       2.200      0.16        0.29\n")
+
+
+def test_pisces_list_download_retries_and_checks_content(server, tmp_path):
+    from equivox.pisces import parse_pisces
+
+    server.routes["/cullpdb"] = [500, b"<html>busy</html>", PISCES_TEXT]
+    dest = tmp_path / "list.txt"
+
+    attempts = download_file(server.base_url + "/cullpdb", dest, retries=3, backoff_s=0.01,
+                             check=parse_pisces)
+
+    assert attempts == 3 and dest.read_bytes() == PISCES_TEXT
+    assert files_in(tmp_path) == ["list.txt"]
+
+
+def test_pisces_list_download_gives_up_naming_the_url(server, tmp_path):
+    server.routes["/cullpdb"] = [503]
+    with pytest.raises(RuntimeError, match=r"/cullpdb: HTTP 503"):
+        download_file(server.base_url + "/cullpdb", tmp_path / "l.txt", retries=1, backoff_s=0.01)
+    assert files_in(tmp_path) == []
