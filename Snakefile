@@ -22,10 +22,13 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     shard=r"\d{3}",
+    index=r"\d{3}",
+    split=r"val|test",
 
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/views.smk"
 
 
 rule all:

@@ -37,8 +37,15 @@ def mirror_input():
     return [f"{RESULTS}/demo/pisces.txt"] if config["pisces"]["source"] == "demo" else []
 
 
+def n_view_examples(wildcards):
+    return config["views"][f"n_{wildcards.split}"]
+
+
 def final_outputs():
-    return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv"]
+    views = [f"{RESULTS}/views/{split}.h5" for split in ("val", "test")]
+    shards = [f"{RESULTS}/views/train_shards/{i:03d}.h5" for i in range(config["views"]["train_shards"])]
+    return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
+            f"{RESULTS}/views/examples.png"]
 
 
 def print_summary():

@@ -1,0 +1,323 @@
+"""The neighbour-location task: pairs of cubic views and the face that joins them.
+
+View A is centred on an origin from the origin database, in a frame given by a
+Haar-uniform random rotation R (a 3x3 matrix whose *columns* are the view's x, y, z
+axes in the lab frame; an atom at lab position p sits at ``(p - centre) @ R`` in the
+view). View B has the same frame, its centre moved by ``length_A + padding_A`` along
+one of the 6 cube-face directions of view A. The label is that face:
+
+    FACES = +x, -x, +y, -y, +z, -z     (label 0 .. 5, in view A's axes)
+
+View B's centre must pass the origin density criterion; a face is drawn uniformly among
+the faces that pass. Because R is uniform over SO(3), the labels are uniform too.
+
+Everything for example ``i`` derives from ``numpy.random.default_rng([seed, i])``, so
+an example is the same in any worker, any run, any number of workers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from .atoms import load_structure
+from .origin_db import OriginDB
+from .origins import OriginParams, biological_mask
+from .voxelize import ImageParams, atom_radii, channel_index, image_from_atoms
+
+log = logging.getLogger(__name__)
+
+FACES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64)
+FACE_NAMES = ("+x", "-x", "+y", "-y", "+z", "-z")
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    image: ImageParams = field(default_factory=ImageParams)
+    padding_A: float = 0.0          # gap between the two cubes
+    origins: OriginParams = field(default_factory=OriginParams)  # criterion for B's centre
+    structure_weighting: str = "origins"  # "origins": by origin count; "uniform": per structure
+    max_retries: int = 100          # fresh origins tried before giving up on an example
+
+    def __post_init__(self):
+        if self.padding_A < 0:
+            raise ValueError(f"ViewParams.padding_A must be >= 0, got {self.padding_A}")
+        if self.structure_weighting not in {"origins", "uniform"}:
+            raise ValueError("ViewParams.structure_weighting must be 'origins' or 'uniform', "
+                             f"got {self.structure_weighting!r}")
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ViewParams":
+        """From the validated workflow config (keys ``views`` and ``origins``)."""
+        v = config["views"]
+        image = ImageParams(length_voxels=v["length_voxels"], resolution_A=v["resolution_A"],
+                            channels=tuple(v["channels"]),
+                            element_radii_A=tuple(sorted(v["element_radii_A"].items())),
+                            default_radius_A=v["default_radius_A"])
+        return cls(image=image, padding_A=v["padding_A"], origins=OriginParams(**config["origins"]),
+                   structure_weighting=v["structure_weighting"], max_retries=v["max_retries"])
+
+    @property
+    def offset_A(self) -> float:
+        """Distance between the two view centres."""
+        return self.image.length_A + self.padding_A
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Haar-uniform rotation matrix (3, 3) from a normalised Gaussian quaternion."""
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def view_b_centre(centre_A: np.ndarray, rotation: np.ndarray, face: int, offset_A: float) -> np.ndarray:
+    """Lab-frame centre of view B for a face of view A."""
+    return centre_A + offset_A * rotation @ FACES[face]
+
+
+@dataclass
+class StructureAtoms:
+    """One structure's image atoms, ready for cropping: lab coords and per-atom values."""
+    coords_A: np.ndarray     # (N, 3) float64
+    channels: np.ndarray     # (N,) int64
+    radii_A: np.ndarray      # (N,) float32
+    occupancies: np.ndarray  # (N,) float32
+    tree: cKDTree
+
+    @classmethod
+    def from_store(cls, atoms: dict, params: ViewParams) -> "StructureAtoms":
+        keep = biological_mask(atoms, params.origins.exclude_hydrogens)
+        elements = np.char.decode(atoms["element"][keep]).astype(str)
+        channels = channel_index(elements, params.image.channels)
+        use = channels >= 0
+        coords = atoms["coords_A"][keep][use].astype(np.float64)
+        return cls(coords_A=coords, channels=channels[use].astype(np.int64),
+                   radii_A=atom_radii(elements[use], params.image).astype(np.float32),
+                   occupancies=atoms["occupancy"][keep][use].astype(np.float32),
+                   tree=cKDTree(coords))
+
+    def density(self, centre_A: np.ndarray, radius_A: float) -> float:
+        idx = self.tree.query_ball_point(centre_A, radius_A)
+        return float(self.occupancies[idx].sum())
+
+    def crop(self, centre_A: np.ndarray, rotation: np.ndarray, params: ImageParams):
+        """Atoms that can touch the cube, in the view frame: (coords (n, 3), channels, radii, occ)."""
+        reach = np.sqrt(3) * params.length_A / 2 + float(self.radii_A.max(initial=0))
+        idx = np.asarray(self.tree.query_ball_point(centre_A, reach), dtype=np.int64)
+        local = (self.coords_A[idx] - centre_A) @ rotation
+        return local, self.channels[idx], self.radii_A[idx], self.occupancies[idx]
+
+
+@dataclass
+class ViewPair:
+    """Atoms of both views (view frame) and the label; images are made from these."""
+    atoms: list             # [view A crop, view B crop], each (coords, channels, radii, occ)
+    label: int
+    origin_id: int
+    structure_id: int
+    rotation: np.ndarray    # (3, 3)
+    centres_A: np.ndarray   # (2, 3) lab frame
+
+
+class ViewPairSampler:
+    """Draws view pairs of one split; safe in DataLoader workers (state opened per pid)."""
+
+    def __init__(self, db_path, split: str, params: ViewParams, seed: int, cache_structures: int = 64):
+        self.db = OriginDB(db_path)
+        self.split, self.params, self.seed = split, params, seed
+        self.structures = self.db.structures(split)
+        if not self.structures:
+            raise ValueError(f"{db_path}: split {split!r} has no structures")
+        counts = np.array([s["n_origins"] for s in self.structures], dtype=np.float64)
+        self.weights = (counts if params.structure_weighting == "origins"
+                        else np.ones_like(counts)) / (counts.sum() if params.structure_weighting == "origins"
+                                                      else len(counts))
+        self.cache_structures = cache_structures
+        self._cache, self._files, self._pid = OrderedDict(), {}, None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_cache=OrderedDict(), _files={}, _pid=None)
+        return state
+
+    def _atoms(self, row: dict) -> StructureAtoms:
+        if self._pid != os.getpid():  # never use HDF5 handles inherited through fork
+            self._cache, self._files, self._pid = OrderedDict(), {}, os.getpid()
+        key = row["id"]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        path = row["atoms_path"]
+        if path not in self._files:
+            self._files[path] = h5py.File(path, "r")
+        atoms = StructureAtoms.from_store(load_structure(self._files[path], row["chain_key"]), self.params)
+        self._cache[key] = atoms
+        if len(self._cache) > self.cache_structures:
+            self._cache.popitem(last=False)
+        return atoms
+
+    def sample(self, index: int) -> ViewPair:
+        """The example at ``index`` (deterministic for the sampler's seed)."""
+        rng = np.random.default_rng([self.seed, index])
+        p = self.params
+        for attempt in range(p.max_retries):
+            row = self.structures[rng.choice(len(self.structures), p=self.weights)]
+            origin_id = row["first_origin_id"] + int(rng.integers(row["n_origins"]))
+            _, centre = self.db.origin(origin_id)
+            rotation = random_rotation(rng)
+            atoms = self._atoms(row)
+            centres_b = [view_b_centre(centre, rotation, f, p.offset_A) for f in range(6)]
+            ok = [f for f in range(6)
+                  if atoms.density(centres_b[f], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4]
+            if ok:
+                face = int(rng.choice(ok))
+                crops = [atoms.crop(centre, rotation, p.image),
+                         atoms.crop(centres_b[face], rotation, p.image)]
+                if attempt:
+                    log.debug("example %d: %d origin(s) had no dense face", index, attempt)
+                return ViewPair(crops, face, origin_id, row["id"], rotation,
+                                np.stack([centre, centres_b[face]]))
+        raise RuntimeError(f"example {index} of split {self.split!r}: no origin with a dense "
+                           f"neighbouring view in {p.max_retries} tries; lower "
+                           "origins.min_nearby_atoms or views.padding_A")
+
+
+def pack_atoms(pairs: list[ViewPair]):
+    """Concatenate the atoms of many pairs for one batched voxelization.
+
+    Returns (coords (M, 3) float32, channels, radii, occupancies, batch_index) with
+    view ``2 * k`` = pair k's view A and ``2 * k + 1`` its view B.
+    """
+    parts = [crop for pair in pairs for crop in pair.atoms]
+    batch = np.concatenate([np.full(len(c[0]), i, dtype=np.int64) for i, c in enumerate(parts)])
+    return (torch.from_numpy(np.concatenate([c[0] for c in parts]).astype(np.float32)),
+            torch.from_numpy(np.concatenate([c[1] for c in parts])),
+            torch.from_numpy(np.concatenate([c[2] for c in parts])),
+            torch.from_numpy(np.concatenate([c[3] for c in parts])),
+            torch.from_numpy(batch))
+
+
+def images_from_pairs(packed, n_pairs: int, params: ImageParams, device=None) -> torch.Tensor:
+    """(n_pairs, 2, C, L, L, L) float32 images from :func:`pack_atoms` output."""
+    coords, channels, radii, occupancies, batch = (t.to(device) if device is not None else t
+                                                   for t in packed)
+    images = image_from_atoms(coords, channels, radii, occupancies, params,
+                              batch_index=batch, batch_size=2 * n_pairs)
+    return images.view(n_pairs, 2, *images.shape[1:])
+
+
+class ViewPairDataset(torch.utils.data.Dataset):
+    """Training examples made on the fly: item i -> ViewPair (see the collate functions).
+
+    ``epoch_size`` only sets how many indices one pass visits; every index is a new
+    random pair (infinite augmentation), reproducible from (seed, index).
+    """
+
+    def __init__(self, sampler: ViewPairSampler, epoch_size: int, first_index: int = 0):
+        self.sampler, self.epoch_size, self.first_index = sampler, epoch_size, first_index
+
+    def __len__(self):
+        return self.epoch_size
+
+    def __getitem__(self, i):
+        return self.sampler.sample(self.first_index + i)
+
+
+class CollateImages:
+    """Voxelize in the loader worker (CPU): batch -> (images, labels)."""
+
+    def __init__(self, params: ImageParams):
+        self.params = params
+
+    def __call__(self, pairs):
+        images = images_from_pairs(pack_atoms(pairs), len(pairs), self.params)
+        return images, torch.tensor([p.label for p in pairs], dtype=torch.int64)
+
+
+def collate_atoms(pairs):
+    """Ship atoms; images are made on the training device: batch -> (packed, labels)."""
+    return pack_atoms(pairs), torch.tensor([p.label for p in pairs], dtype=torch.int64)
+
+
+# --- fixed evaluation sets --------------------------------------------------------
+
+def write_view_set(path, sampler: ViewPairSampler, n_examples: int, first_index: int = 0,
+                   batch_size: int = 64, image_dtype=np.float16, progress: bool = True) -> None:
+    """Materialise pairs ``first_index ..`` (``n_examples``) into HDF5, atomically.
+
+    Datasets: images (n, 2, C, L, L, L), labels (n,) int64, origin_ids, structure_ids,
+    rotations (n, 3, 3), centres_A (n, 2, 3); attrs: every parameter and the seed.
+    """
+    from tqdm import tqdm
+
+    p = sampler.params.image
+    tmp = f"{path}.tmp{os.getpid()}"
+    shape = (n_examples, 2, len(p.channels), p.length_voxels, p.length_voxels, p.length_voxels)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            images = h5.create_dataset("images", shape=shape, dtype=image_dtype,
+                                       chunks=(1, *shape[1:]), compression="gzip",
+                                       compression_opts=4, shuffle=True)
+            labels = h5.create_dataset("labels", shape=(n_examples,), dtype=np.int64)
+            origin_ids = h5.create_dataset("origin_ids", shape=(n_examples,), dtype=np.int64)
+            structure_ids = h5.create_dataset("structure_ids", shape=(n_examples,), dtype=np.int64)
+            rotations = h5.create_dataset("rotations", shape=(n_examples, 3, 3), dtype=np.float64)
+            centres = h5.create_dataset("centres_A", shape=(n_examples, 2, 3), dtype=np.float64)
+            bar = tqdm(total=n_examples, desc=f"views {sampler.split}", unit="pair",
+                       disable=not progress, mininterval=5)
+            for start in range(0, n_examples, batch_size):
+                stop = min(start + batch_size, n_examples)
+                pairs = [sampler.sample(first_index + i) for i in range(start, stop)]
+                sl = slice(start, start + len(pairs))
+                images[sl] = images_from_pairs(pack_atoms(pairs), len(pairs), p).numpy().astype(image_dtype)
+                labels[sl] = [q.label for q in pairs]
+                origin_ids[sl] = [q.origin_id for q in pairs]
+                structure_ids[sl] = [q.structure_id for q in pairs]
+                rotations[sl] = np.stack([q.rotation for q in pairs])
+                centres[sl] = np.stack([q.centres_A for q in pairs])
+                bar.update(len(pairs))
+            bar.close()
+            h5.attrs.update(split=sampler.split, seed=sampler.seed, n_examples=n_examples,
+                            first_index=first_index,
+                            length_voxels=p.length_voxels, resolution_A=p.resolution_A,
+                            channels=list(p.channels), default_radius_A=p.default_radius_A,
+                            padding_A=sampler.params.padding_A, faces=list(FACE_NAMES),
+                            radius_A=sampler.params.origins.radius_A,
+                            min_nearby_atoms=sampler.params.origins.min_nearby_atoms,
+                            origin_db=str(sampler.db.path))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class ViewSetDataset(torch.utils.data.Dataset):
+    """A fixed HDF5 view set: item i -> (images (2, C, L, L, L) float32, label int64)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        with h5py.File(self.path, "r") as h5:
+            self.n = int(h5["labels"].shape[0])
+        self._h5, self._pid = None, None
+
+    def __getstate__(self):
+        return {"path": self.path, "n": self.n, "_h5": None, "_pid": None}
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if self._pid != os.getpid():
+            self._h5, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return (torch.from_numpy(self._h5["images"][i].astype(np.float32)),
+                torch.tensor(int(self._h5["labels"][i]), dtype=torch.int64))

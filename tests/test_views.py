@@ -1,0 +1,122 @@
+import multiprocessing as mp
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from equivox.views import (FACES, CollateImages, ViewPairDataset, ViewPairSampler, ViewParams,
+                           ViewSetDataset, collate_atoms, images_from_pairs, pack_atoms,
+                           random_rotation, write_view_set)
+from equivox.voxelize import image_from_atoms
+
+
+def test_rotations_are_haar_uniform():
+    rng = np.random.default_rng(1)
+    rots = np.stack([random_rotation(rng) for _ in range(20000)])
+    np.testing.assert_allclose(rots @ rots.transpose(0, 2, 1), np.eye(3)[None].repeat(len(rots), 0), atol=1e-12)
+    assert np.allclose(np.linalg.det(rots), 1)
+    # rotation angle t has density (1 - cos t) / pi on [0, pi]
+    angles = np.arccos(np.clip((np.trace(rots, axis1=1, axis2=2) - 1) / 2, -1, 1))
+    cdf = lambda t: (t - np.sin(t)) / np.pi  # noqa: E731
+    assert stats.kstest(angles, cdf).pvalue > 0.01
+    # where the view's x axis points is uniform on the sphere: each coordinate is U(-1, 1)
+    for axis in range(3):
+        assert stats.kstest(rots[:, axis, 0], stats.uniform(-1, 2).cdf).pvalue > 0.01
+    # a rotation that is not uniform is caught (small angles only)
+    small = np.linspace(0, 1, 1000)
+    assert stats.kstest(small, cdf).pvalue < 1e-6
+
+
+@pytest.fixture(scope="module")
+def sampler(small_db):
+    return ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+
+
+def test_view_b_sits_across_the_labelled_face(sampler):
+    p = sampler.params
+    labels = []
+    for i in range(40):
+        pair = sampler.sample(i)
+        step = (pair.centres_A[1] - pair.centres_A[0]) @ pair.rotation  # in view A's axes
+        np.testing.assert_allclose(step, p.offset_A * FACES[pair.label], atol=1e-9)
+        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        assert atoms.density(pair.centres_A[1], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4
+        labels.append(pair.label)
+    assert len(set(labels)) >= 5
+
+
+def test_labels_are_uniform(sampler):
+    labels = [sampler.sample(i).label for i in range(600)]
+    assert stats.chisquare(np.bincount(labels, minlength=6)).pvalue > 0.001
+
+
+def test_examples_are_deterministic_per_index(small_db, sampler):
+    again = ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+    for i in (0, 17, 123):
+        a, b = sampler.sample(i), again.sample(i)
+        assert (a.label, a.origin_id) == (b.label, b.origin_id)
+        np.testing.assert_array_equal(a.atoms[1][0], b.atoms[1][0])
+    other_seed = ViewPairSampler(small_db, "train", ViewParams(), seed=4)
+    assert [other_seed.sample(i).origin_id for i in range(5)] != [sampler.sample(i).origin_id for i in range(5)]
+
+
+def test_cropping_loses_no_atom_that_touches_the_view(sampler):
+    pair = sampler.sample(5)
+    row = next(s for s in sampler.structures if s["id"] == pair.structure_id)
+    atoms = sampler._atoms(row)
+    image_p = sampler.params.image
+    for view in (0, 1):
+        local = (atoms.coords_A - pair.centres_A[view]) @ pair.rotation
+        full = image_from_atoms(local, atoms.channels, atoms.radii_A, atoms.occupancies, image_p)
+        cropped = image_from_atoms(*pair.atoms[view], image_p)
+        torch.testing.assert_close(cropped, full)
+        assert full.sum() > 10  # views contain protein
+
+
+def test_splits_use_only_their_structures(small_db):
+    val = ViewPairSampler(small_db, "val", ViewParams(), seed=0)
+    assert {val.sample(i).structure_id for i in range(20)} == {s["id"] for s in val.structures}
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker")
+def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler):
+    dataset = ViewPairDataset(sampler, epoch_size=22)
+    collate = CollateImages(sampler.params.image)
+    serial = collate([dataset[i] for i in range(22)])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=4, collate_fn=collate,
+                                         multiprocessing_context=mp.get_context("fork"))
+    batches = list(loader)
+    assert [len(b[1]) for b in batches] == [8, 8, 6]           # incomplete last batch
+    torch.testing.assert_close(torch.cat([b[0] for b in batches]), serial[0])
+    torch.testing.assert_close(torch.cat([b[1] for b in batches]), serial[1])
+    assert serial[0].shape == (22, 2, 4, 21, 21, 21) and serial[0].dtype == torch.float32
+    # atoms shipped and voxelized "on the device" give the same images
+    packed, labels = collate_atoms([dataset[i] for i in range(22)])
+    torch.testing.assert_close(images_from_pairs(packed, 22, sampler.params.image), serial[0])
+
+
+def test_view_set_round_trip(small_db, tmp_path):
+    sampler = ViewPairSampler(small_db, "val", ViewParams(), seed=0)
+    path = tmp_path / "val.h5"
+    write_view_set(path, sampler, 10, batch_size=4, image_dtype=np.float32, progress=False)
+    data = ViewSetDataset(path)
+    assert len(data) == 10
+    pairs = [sampler.sample(i) for i in range(10)]
+    direct = images_from_pairs(pack_atoms(pairs), 10, sampler.params.image)
+    for i in (0, 9):
+        image, label = data[i]
+        assert label.item() == pairs[i].label
+        torch.testing.assert_close(image, direct[i])
+    with h5py.File(path) as h5:
+        assert h5.attrs["split"] == "val" and list(h5.attrs["faces"])[0] == "+x"
+        np.testing.assert_allclose(h5["rotations"][3], pairs[3].rotation)
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_impossible_density_gives_a_clear_error(small_db):
+    from equivox.origins import OriginParams
+    params = ViewParams(origins=OriginParams(min_nearby_atoms=1e6), max_retries=3)
+    with pytest.raises(RuntimeError, match="no origin with a dense neighbouring view in 3 tries"):
+        ViewPairSampler(small_db, "train", params, seed=0).sample(0)

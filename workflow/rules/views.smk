@@ -1,0 +1,54 @@
+# Views: fixed validation/test pairs in HDF5, optional training shards, pictures.
+
+
+rule voxelize:
+    input:
+        db=f"{RESULTS}/origins.sqlite",
+    output:
+        views=f"{RESULTS}/views/{{split}}.h5",
+    params:
+        config=config,
+        n_examples=n_view_examples,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/voxelize/{{split}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/voxelize/{{split}}.tsv"
+    script:
+        "../../scripts/voxelize.py"
+
+
+rule voxelize_train_shard:
+    input:
+        db=f"{RESULTS}/origins.sqlite",
+    output:
+        views=f"{RESULTS}/views/train_shards/{{index}}.h5",
+    params:
+        config=config,
+        n_examples=config["views"]["train_shard_size"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/voxelize/train_{{index}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/voxelize/train_{{index}}.tsv"
+    script:
+        "../../scripts/voxelize.py"
+
+
+rule render_views:
+    input:
+        views=f"{RESULTS}/views/val.h5",
+    output:
+        png=report(f"{RESULTS}/views/examples.png", caption="../report/views.rst",
+                   category="Task"),
+        svg=f"{RESULTS}/views/examples.svg",
+    params:
+        n_examples=config["views"]["render_examples"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/render_views.log",
+    script:
+        "../../scripts/render_views.py"
