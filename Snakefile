@@ -1,6 +1,7 @@
 # equivox: PDB entries -> atoms -> origins -> views -> trained encoders -> figures.
 # This file is the table of contents; rules live in workflow/rules/, logic in equivox/.
 import os
+import re
 
 from snakemake.utils import min_version
 
@@ -24,11 +25,13 @@ wildcard_constraints:
     shard=r"\d{3}",
     index=r"\d{3}",
     split=r"val|test",
+    arch="|".join(re.escape(name) for name in ARCHITECTURES),
 
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/views.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -39,3 +42,8 @@ rule all:
 
 onsuccess:
     print_summary()
+    print_run_statuses()
+
+
+onerror:
+    print_run_statuses()

@@ -37,6 +37,33 @@ def mirror_input():
     return [f"{RESULTS}/demo/pisces.txt"] if config["pisces"]["source"] == "demo" else []
 
 
+def architecture_set():
+    """The configured architecture set, validated (names -> specs)."""
+    from equivox.models import load_architectures
+
+    path = Path(workflow.basedir) / config["train"]["architectures"]
+    specs = load_architectures(path)
+    wanted = config["train"]["models"] or list(specs)
+    unknown = sorted(set(wanted) - set(specs))
+    if unknown:
+        raise ValueError(f"config train.models: {unknown} not in {path} (has: {sorted(specs)})")
+    return {name: specs[name] for name in wanted}
+
+
+ARCHITECTURES = architecture_set()
+
+
+def train_settings(wildcards):
+    """Everything train_model passes to equivox.train.TrainSettings for one architecture."""
+    t = config["train"]
+    return {
+        "arch": wildcards.arch, "spec": ARCHITECTURES[wildcards.arch],
+        "origin_db": f"{RESULTS}/origins.sqlite", "val_views": f"{RESULTS}/views/val.h5",
+        "view_config": {"views": config["views"], "origins": config["origins"]},
+        **{k: v for k, v in t.items() if k not in ("architectures", "models", "resources")},
+    }
+
+
 def n_view_examples(wildcards):
     return config["views"][f"n_{wildcards.split}"]
 
@@ -44,8 +71,22 @@ def n_view_examples(wildcards):
 def final_outputs():
     views = [f"{RESULTS}/views/{split}.h5" for split in ("val", "test")]
     shards = [f"{RESULTS}/views/train_shards/{i:03d}.h5" for i in range(config["views"]["train_shards"])]
+    runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
-            f"{RESULTS}/views/examples.png"]
+            f"{RESULTS}/views/examples.png", *runs]
+
+
+def print_run_statuses():
+    """One line per training run: what happened to it (also after a failure)."""
+    import json
+
+    runs = sorted(Path(RESULTS, "runs").glob("*/status.json"))
+    if runs:
+        print("\nequivox: training runs")
+    for path in runs:
+        status = json.loads(path.read_text())
+        print(f"  {path.parent.name:<32} {status['status']:<12} step {status.get('step', '?'):>6}  "
+              f"{status.get('message', '')[:100]}")
 
 
 def print_summary():

@@ -1,0 +1,173 @@
+"""Training runs on CPU: records, exact resume after SIGKILL, checkpoint fallback, statuses."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from equivox.train import (TIMING_COLUMNS, TrainSettings, load_latest_checkpoint, run_training,
+                           supervise)
+
+TINY = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 1,
+        "head_channels": [16], "head_dropout": 0.2}
+VIEW_CONFIG = {"views": {"length_voxels": 21, "resolution_A": 0.75, "channels": ["C", "N", "O", "*"],
+                         "default_radius_A": 0.375, "element_radii_A": {}, "padding_A": 0.0,
+                         "structure_weighting": "origins", "max_retries": 100},
+               "origins": {"radius_A": 5.0, "min_nearby_atoms": 25, "exclude_hydrogens": True}}
+
+
+@pytest.fixture(scope="module")
+def val_views(small_db, tmp_path_factory):
+    from equivox.views import ViewPairSampler, ViewParams, write_view_set
+    path = tmp_path_factory.mktemp("views") / "val.h5"
+    sampler = ViewPairSampler(small_db, "val", ViewParams.from_config(VIEW_CONFIG), seed=0)
+    write_view_set(path, sampler, 24, progress=False)
+    return path
+
+
+def settings(small_db, val_views, **overrides):
+    base = dict(arch="tiny", spec=TINY, origin_db=str(small_db), val_views=str(val_views),
+                view_config=VIEW_CONFIG, batch_size=4, max_steps=12, log_every=2, val_every=4,
+                checkpoint_every=4, num_workers=1, seed=7)
+    return TrainSettings(**{**base, **overrides})
+
+
+def rows(run_dir, kind=None):
+    with open(Path(run_dir) / "metrics.csv", newline="") as handle:
+        return [r for r in csv.DictReader(handle) if kind is None or r["kind"] == kind]
+
+
+def without_timing(row):
+    return {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+
+
+def launch(run_dir, s):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "settings.yaml"
+    path.write_text(yaml.safe_dump(asdict(s)))
+    return subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
+                             "--settings", str(path), "--progress", "log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_record_is_complete(small_db, val_views, tmp_path):
+    summary = run_training(tmp_path / "run", settings(small_db, val_views), progress=False)
+    run = tmp_path / "run"
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert summary["steps"] == 12 and summary["examples_seen"] == 48
+    train_rows, val_rows = rows(run, "train"), rows(run, "val")
+    assert [int(r["step"]) for r in train_rows] == [2, 4, 6, 8, 10, 12]
+    assert [int(r["step"]) for r in val_rows] == [0, 4, 8, 12]
+    for r in train_rows:
+        assert float(r["iterations_per_s"]) > 0 and 0 <= float(r["data_wait_fraction"]) <= 1
+        assert int(r["host_rss_bytes"]) > 0 and float(r["compute_s"]) > 0
+    assert float(train_rows[-1]["compute_s"]) <= float(val_rows[-1]["compute_s"])
+    final = run / "final"
+    weights = torch.load(final / "weights.pt", weights_only=False)
+    assert weights["arch"] == "tiny" and weights["spec"] == TINY
+    assert (final / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+    env = json.loads((run / "environment.json").read_text())["sessions"][0]
+    assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_path):
+    s = settings(small_db, val_views, max_steps=16)
+    straight = launch(tmp_path / "straight", s)
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+
+    killed_dir = tmp_path / "killed"
+    proc = launch(killed_dir, s)
+    # kill at some step after the first checkpoint (step 4), before the end
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        ckpt = sorted((killed_dir / "checkpoints").glob("ckpt_*.pt")) if (killed_dir / "checkpoints").exists() else []
+        steps_logged = len(rows(killed_dir, "train")) * 2 if (killed_dir / "metrics.csv").exists() else 0
+        if ckpt and steps_logged >= 6:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((killed_dir / "status.json").read_text())["status"] == "running"
+    resumed_from = load_latest_checkpoint(killed_dir)["step"]
+    assert 4 <= resumed_from < 16
+
+    again = launch(killed_dir, s)
+    assert again.wait(timeout=600) == 0, again.stderr.read()
+
+    a = torch.load(tmp_path / "straight/final/weights.pt", weights_only=False)["model"]
+    b = torch.load(killed_dir / "final/weights.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key                    # bit for bit
+    after = lambda d: [without_timing(r) for r in rows(d) if int(r["step"]) > resumed_from]  # noqa: E731
+    assert after(killed_dir) and after(killed_dir) == after(tmp_path / "straight")
+    steps = [(r["kind"], r["step"]) for r in rows(killed_dir)]
+    assert len(steps) == len(set(steps))                            # no step logged twice
+    sessions = json.loads((killed_dir / "environment.json").read_text())["sessions"]
+    assert len(sessions) == 2
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(small_db, val_views, tmp_path):
+    run = tmp_path / "run"
+    run_training(run, settings(small_db, val_views, max_steps=8, keep_checkpoints=3), progress=False)
+    newest = sorted((run / "checkpoints").glob("ckpt_*.pt"))[-1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])                      # truncated
+    assert load_latest_checkpoint(run)["step"] == 4
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF                                  # one bit flipped
+    newest.write_bytes(bytes(flipped))
+    assert load_latest_checkpoint(run)["step"] == 4
+
+
+def test_impossible_memory_request_is_recorded_as_oom(small_db, val_views, tmp_path):
+    huge = dict(TINY, width=200_000)  # a 1-PB weight tensor
+    with pytest.raises(RuntimeError):
+        run_training(tmp_path / "run", settings(small_db, val_views, spec=huge), progress=False)
+    status = json.loads((tmp_path / "run/status.json").read_text())
+    assert status["status"] == "oom" and "allocate" in status["message"]
+
+
+def test_model_exception_is_recorded_as_error(small_db, val_views, tmp_path):
+    wrong = dict(TINY, layout="arch_0")  # arch_0 layout does not accept width/repeats -> error
+    with pytest.raises(Exception):
+        run_training(tmp_path / "run", settings(small_db, val_views, spec=wrong), progress=False)
+    assert json.loads((tmp_path / "run/status.json").read_text())["status"] == "error"
+
+
+def test_sigterm_checkpoints_and_a_killed_child_is_reported(small_db, val_views, tmp_path):
+    s = settings(small_db, val_views, max_steps=10_000, checkpoint_every=1000, val_every=1000)
+    run = tmp_path / "run"
+    proc = launch(run, s)
+    while not (run / "metrics.csv").exists() or not rows(run, "train"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 75
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and load_latest_checkpoint(run)["step"] == status["step"]
+
+    # the supervisor notices a SIGKILLed child and says so
+    (run / "settings.yaml").write_text(yaml.safe_dump(asdict(s)))
+    import threading
+    def kill_child_soon():
+        import psutil
+        while True:
+            children = psutil.Process().children(recursive=True)
+            trainers = [c for c in children if "equivox.train" in " ".join(c.cmdline())]
+            if trainers and rows(run, "train") and int(rows(run, "train")[-1]["step"]) > status["step"]:
+                trainers[0].kill()
+                return
+            time.sleep(0.05)
+    threading.Thread(target=kill_child_soon, daemon=True).start()
+    code = supervise(run, run / "settings.yaml")
+    assert code == -signal.SIGKILL
+    final = json.loads((run / "status.json").read_text())
+    assert final["status"] == "killed" and "SIGKILL" in final["message"]
