@@ -68,7 +68,7 @@ def test_dropped_chains_are_listed_with_reasons(demo_run):
 
 def test_rerun_has_nothing_to_do(demo_run):
     workdir, _ = demo_run
-    proc = snakemake(workdir, "--until", "origin_database", "-n")
+    proc = snakemake(workdir, "results/origins.sqlite", "results/origins.summary.tsv", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
