@@ -120,6 +120,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _derived(key: str) -> bool:
+    # escnn's sampled filter bases: fixed by the architecture (exact Clebsch-Gordan
+    # coefficients, see docs/install.md), tens of MB each, rebuilt with the model
+    return key.endswith(".sampled_basis")
+
+
+def weights_of(model: torch.nn.Module) -> dict:
+    """The model's state without tensors the architecture itself determines."""
+    return {k: v for k, v in model.state_dict().items() if not _derived(k)}
+
+
+def load_weights(model: torch.nn.Module, weights: dict) -> None:
+    """Inverse of :func:`weights_of`; anything else missing or unexpected is an error."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not _derived(k)]
+    if missing or unexpected:
+        raise RuntimeError(f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
 def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
     """Atomic write + checksum sidecar; older checkpoints beyond ``keep`` are removed."""
     folder = run_dir / "checkpoints"
@@ -236,6 +255,14 @@ class _StopRequest:
         self.signal = signal.Signals(signum).name
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGUSR1: SLURM signals every process of the job
+    step, and a worker killed by it would end the run with an error instead of the
+    checkpoint the main process writes on the same signal."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = None) -> dict:
     """Train (or resume) one run. Returns the run summary; raises on failure."""
     from .escnn_setup import import_escnn
@@ -282,7 +309,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     metrics_path = run_dir / "metrics.csv"
     checkpoint = load_latest_checkpoint(run_dir)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         step, examples_seen, compute_s = checkpoint["step"], checkpoint["examples_seen"], checkpoint["compute_s"]
@@ -298,7 +325,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     train_loader = torch.utils.data.DataLoader(
         ViewPairDataset(sampler, epoch_size=max(remaining, 0) * s.batch_size, first_index=step * s.batch_size),
         batch_size=s.batch_size, num_workers=s.num_workers, collate_fn=collate, generator=loader_seed,
-        pin_memory=device.type == "cuda", persistent_workers=False,
+        pin_memory=device.type == "cuda", persistent_workers=False, worker_init_fn=_ignore_stop_signals,
         prefetch_factor=4 if s.num_workers else None)
     val_loader = torch.utils.data.DataLoader(ViewSetDataset(s.val_views), batch_size=max(s.batch_size, 32),
                                              num_workers=0, generator=torch.Generator().manual_seed(0))
@@ -313,7 +340,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
                 and (s.max_compute_h is None or compute_s < s.max_compute_h * 3600))
 
     def checkpoint_state() -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        return {"model": weights_of(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "step": step, "examples_seen": examples_seen, "compute_s": compute_s, "rng": _rng_state(),
                 "settings": asdict(s)}
 
@@ -393,7 +420,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
 
     final = run_dir / "final"
     final.mkdir(exist_ok=True)
-    torch.save({"model": model.state_dict(), "arch": s.arch, "spec": s.spec, "head": s.head,
+    torch.save({"model": weights_of(model), "arch": s.arch, "spec": s.spec, "head": s.head,
                 "in_channels": len(view_params.image.channels)}, final / "weights.pt")
     rows = _read_metrics(metrics_path)
     _rewrite_metrics(final / "metrics.csv", rows)

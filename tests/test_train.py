@@ -149,7 +149,12 @@ def test_sigterm_checkpoints_and_a_killed_child_is_reported(small_db, val_views,
     proc = launch(run, s)
     while not (run / "metrics.csv").exists() or not rows(run, "train"):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    # as SLURM does: every process of the job step, the loader worker included
+    import psutil
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert len(tree) >= 2, tree  # trainer, loader worker
+    for process in tree:
+        process.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 75
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted" and load_latest_checkpoint(run)["step"] == status["step"]
