@@ -32,6 +32,8 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/views.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/analyze.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -10,8 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout_s: int = 900,
-              check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+              check: bool = True, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
            "--cores", "2", "--nocolor"]
     if config is not None:
         path = workdir / "test_config.yaml"

@@ -68,12 +68,48 @@ def n_view_examples(wildcards):
     return config["views"][f"n_{wildcards.split}"]
 
 
+def model_families():
+    """Model name -> family, in configured order (figures colour models by this order)."""
+    return {name: spec["family"] for name, spec in ARCHITECTURES.items()}
+
+
+def table_inputs(wildcards):
+    """The records each paper table is made from (make_tables; unused kinds stay empty)."""
+    runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
+    tests = [f"{RESULTS}/analysis/test/{arch}.json" for arch in ARCHITECTURES]
+    dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.tsv" for arch in ARCHITECTURES]
+    return {"runs": runs if wildcards.table in ("results", "speed") else [],
+            "tests": tests if wildcards.table == "results" else [],
+            "dead_units": dead_units if wildcards.table == "dead_units" else []}
+
+
+def paper_tables():
+    """Names of the paper tables (make_tables writes results/tables/<name>.{csv,md,tex,html})."""
+    return ["results", "speed", "dead_units"]
+
+
+def paper_files():
+    """results/paper/ copy -> source, for paper_figures: figures (SVG, PDF), tables
+    (CSV, Markdown, LaTeX) and the example view pairs."""
+    figures = ["validation_vs_steps", "validation_vs_compute", "training_vs_steps", "test_results",
+               "dead_units_summary", *(f"dead_units/{arch}" for arch in ARCHITECTURES)]
+    files = {f"{RESULTS}/paper/figures/{name}.{ext}": f"{RESULTS}/figures/{name}.{ext}"
+             for name in figures for ext in ("svg", "pdf")}
+    files.update({f"{RESULTS}/paper/tables/{name}.{ext}": f"{RESULTS}/tables/{name}.{ext}"
+                  for name in paper_tables() for ext in ("csv", "md", "tex")})
+    files[f"{RESULTS}/paper/figures/view_pairs.svg"] = f"{RESULTS}/views/examples.svg"
+    return files
+
+
 def final_outputs():
     views = [f"{RESULTS}/views/{split}.h5" for split in ("val", "test")]
     shards = [f"{RESULTS}/views/train_shards/{i:03d}.h5" for i in range(config["views"]["train_shards"])]
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
+    analyses = [f"{RESULTS}/analysis/{kind}/{arch}.{ext}" for arch in ARCHITECTURES
+                for kind, ext in (("dead_units", "tsv"), ("test", "json"))]
+    tables = [f"{RESULTS}/tables/{name}.html" for name in paper_tables()]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
-            f"{RESULTS}/views/examples.png", *runs]
+            f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files()]
 
 
 def print_run_statuses():

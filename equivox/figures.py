@@ -1,0 +1,240 @@
+"""The paper figures, in one style: validation and training curves, test results, dead units.
+
+Conventions shared by every figure: one colour per model (in the order the models are
+configured, so a model has the same colour everywhere), solid lines for equivariant
+(``escnn_*``) families and dashed lines for their plain twins, a dotted grey chance
+line (accuracy 1/6, cross-entropy ln 6 nats), losses in nats. Curves are drawn as the
+raw points, faint, under an exponential moving average (debiased, as TensorBoard's
+smoothing) whose weight is ``analysis.figures.smoothing``. Every figure is saved as SVG
+and PDF (:func:`save`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .dead_units import HIST_EDGES, hist_columns  # noqa: E402
+from .evaluate import CHANCE_ACCURACY, CHANCE_LOSS  # noqa: E402
+from .tables import Run, spec_value  # noqa: E402
+
+STYLE = {
+    "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+    "lines.linewidth": 1.5, "figure.dpi": 100, "savefig.bbox": "tight",
+    "svg.fonttype": "none", "pdf.fonttype": 42,
+}
+CHANCE_STYLE = {"color": "0.4", "linestyle": ":", "linewidth": 1.0}
+CURVES = {"validation": ("val", (("val_accuracy", "validation accuracy"),
+                                 ("val_loss", "validation loss (nats)"))),
+          "training": ("train", (("train_accuracy", "training accuracy (per logging window)"),
+                                 ("train_loss", "training loss (nats)")))}
+"""Curve figures: name -> (metrics.csv row kind, ((column, axis label) of accuracy, of loss))."""
+X_AXES = ("steps", "compute")
+"""Curve x axes: steps, or training compute (compute_s, in hours, minutes or seconds,
+whichever suits the longest run)."""
+TIME_UNITS = ((3600.0, "hours"), (60.0, "minutes"), (1.0, "seconds"))
+
+
+def apply_style() -> None:
+    matplotlib.rcParams.update(STYLE)
+
+
+def model_colours(models: list[str]) -> dict[str, tuple]:
+    """A distinct colour per model, by position in ``models`` (tab10, or tab20 + tab20b)."""
+    palette = (list(plt.get_cmap("tab10").colors) if len(models) <= 10
+               else list(plt.get_cmap("tab20").colors) + list(plt.get_cmap("tab20b").colors))
+    return {model: palette[i % len(palette)] for i, model in enumerate(models)}
+
+
+def line_style(family: str) -> str:
+    """Solid for equivariant families, dashed for plain twins."""
+    return "-" if family.startswith("escnn_") else "--"
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average of a sequence (weight 0 = no smoothing)."""
+    out, average, norm = np.empty(len(values)), 0.0, 0.0
+    for i, value in enumerate(np.asarray(values, dtype=float)):
+        average = weight * average + (1 - weight) * value
+        norm = weight * norm + (1 - weight)
+        out[i] = average / norm
+    return out
+
+
+def save(fig, svg_path, pdf_path) -> None:
+    """Write the figure as SVG and PDF and close it."""
+    for path in (svg_path, pdf_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    plt.close(fig)
+
+
+def _legend_below(fig, handles_by_label: dict) -> None:
+    fig.legend(handles_by_label.values(), handles_by_label.keys(), loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles_by_label)), frameon=False)
+
+
+def facet_groups(runs: list[Run], facet: str | None) -> dict[str, list[Run]]:
+    """Runs grouped by their spec value of ``facet`` (sorted, "n/a" last)."""
+    values = sorted({spec_value(run, facet) for run in runs},
+                    key=lambda v: (v == "n/a", float(v) if _is_number(v) else math.inf, v))
+    return {value: [run for run in runs if spec_value(run, facet) == value] for value in values}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smoothing: float):
+    """Accuracy (top row) and loss (bottom row) of every run against ``x``, one column
+    per value of the ``facet`` spec key.
+
+    Args:
+        runs: in configured model order (fixes the colours).
+        curve: a key of ``CURVES``: "validation" (the val rows of metrics.csv) or
+            "training" (its logging windows).
+        x: one of ``X_AXES``: "steps" or "compute".
+        facet: spec key to facet by (None: one column).
+        smoothing: EMA weight in [0, 1).
+    """
+    apply_style()
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {X_AXES}, not {x!r}")
+    kind, metrics = CURVES[curve]
+    x_scale, x_label = 1.0, "steps"
+    if x == "compute":
+        longest_s = max(run.metrics["compute_s"].max() for run in runs)
+        x_scale, unit = next((s, u) for s, u in TIME_UNITS if longest_s >= s or s == 1.0)
+        x_label = f"training compute ({unit})"
+    groups = facet_groups(runs, facet)
+    colours = model_colours([run.arch for run in runs])
+    fig, axes = plt.subplots(2, len(groups), figsize=(3.2 * len(groups) + 0.6, 5.0),
+                             sharex="col", sharey="row", squeeze=False)
+    handles = {}
+    for col, (value, group) in enumerate(groups.items()):
+        for row, (metric, label) in enumerate(metrics):
+            ax = axes[row, col]
+            for run in group:
+                data = run.rows(kind)
+                xs = data["step" if x == "steps" else "compute_s"].to_numpy(float) / x_scale
+                ys = data[metric].to_numpy(float)
+                colour = colours[run.arch]
+                ax.plot(xs, ys, "o", color=colour, alpha=0.35, markersize=3.5, markeredgewidth=0)
+                (line,) = ax.plot(xs, smooth(ys, smoothing), color=colour,
+                                  linestyle=line_style(run.spec["family"]))
+                handles[run.arch] = line
+            ax.axhline(CHANCE_ACCURACY if row == 0 else CHANCE_LOSS, **CHANCE_STYLE)
+            if col == 0:
+                ax.set_ylabel(label)
+            if row == 1:
+                ax.set_xlabel(x_label)
+        if facet is not None:
+            axes[0, col].set_title(f"{facet} = {value}")
+    for ax in axes.flat:
+        ax.set_xlim(left=0)
+    families = {run.spec["family"].startswith("escnn_") for run in runs}
+    handles["chance (1/6; ln 6)"] = Line2D([], [], **CHANCE_STYLE)
+    if families == {True, False}:
+        handles["equivariant (escnn)"] = Line2D([], [], color="0.2", linestyle="-")
+        handles["plain twin"] = Line2D([], [], color="0.2", linestyle="--")
+    _legend_below(fig, handles)
+    fig.tight_layout()
+    return fig
+
+
+def test_results_figure(tests: list[dict], families: dict[str, str], models: list[str]):
+    """Test accuracy and loss per model with their intervals (``tests``: evaluate_test
+    records; ``families``: model -> family; ``models``: configured order, for colours).
+    Models are listed best test accuracy first."""
+    apply_style()
+    colours = model_colours(models)
+    tests = sorted(tests, key=lambda t: t["accuracy"])
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(7.0, 0.35 * len(tests) + 1.4), sharey=True)
+    ys = np.arange(len(tests))
+    for y, test in zip(ys, tests):
+        colour = colours[test["arch"]]
+        marker = "o" if families[test["arch"]].startswith("escnn_") else "s"
+        for ax, key in ((acc_ax, "accuracy"), (loss_ax, "loss")):
+            low, high = test[f"{key}_ci_low"], test[f"{key}_ci_high"]
+            ax.errorbar(test[key], y, xerr=[[test[key] - low], [high - test[key]]], fmt=marker,
+                        color=colour, capsize=3, markersize=5)
+    acc_ax.axvline(CHANCE_ACCURACY, **CHANCE_STYLE)
+    loss_ax.axvline(CHANCE_LOSS, **CHANCE_STYLE)
+    acc_ax.set_yticks(ys, [test["arch"] for test in tests])
+    level = f"{tests[0]['confidence']:.0%}" if tests else ""
+    acc_ax.set_xlabel(f"test accuracy ({level} Wilson interval)")
+    loss_ax.set_xlabel(f"test loss, nats ({level} normal interval)")
+    acc_ax.text(CHANCE_ACCURACY, 1.0, " chance", transform=acc_ax.get_xaxis_transform(),
+                va="bottom", ha="left", fontsize=8, color="0.4")
+    loss_ax.text(CHANCE_LOSS, 1.0, "chance ", transform=loss_ax.get_xaxis_transform(),
+                 va="bottom", ha="right", fontsize=8, color="0.4")
+    fig.tight_layout()
+    return fig
+
+
+def dead_units_figure(table: pd.DataFrame, model: str, tau: float):
+    """One model's hooked layers in forward order: share of units dead and dormant (top),
+    and how the units' fraction active is distributed (bottom, share of the layer's units
+    per bin). ``table``: :func:`equivox.dead_units.layer_table`."""
+    apply_style()
+    n = len(table)
+    xs = np.arange(n)
+    fig, (bar_ax, map_ax) = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * n + 2.5), 5.6), sharex=True,
+                                         gridspec_kw={"height_ratios": [1, 1.3]})
+    width = 0.4
+    bar_ax.bar(xs - width / 2, table["dead"] / table["units"], width, color="#b2182b", label="dead (never active)")
+    bar_ax.bar(xs + width / 2, table["dormant"] / table["units"], width, color="#ef8a62",
+               label=f"dormant (score ≤ {tau:g})")
+    for x, units in zip(xs, table["units"]):
+        bar_ax.text(x, 1.02, str(units), ha="center", va="bottom", fontsize=6, color="0.3")
+    bar_ax.set_ylim(0, 1.12)
+    bar_ax.set_ylabel("share of the layer's units")
+    bar_ax.set_title(f"{model} (numbers: units per layer)")
+    bar_ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    shares = (table[hist_columns()].to_numpy(float) / table["units"].to_numpy(float)[:, None]).T
+    image = map_ax.imshow(shares, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
+                          extent=(-0.5, n - 0.5, HIST_EDGES[0], HIST_EDGES[-1]), interpolation="nearest")
+    map_ax.set_ylabel("fraction of samples active")
+    map_ax.grid(False)
+    colourbar = fig.colorbar(image, ax=map_ax, pad=0.02, fraction=0.04)
+    colourbar.set_label("share of units")
+    map_ax.set_xticks(xs, [f"{name} ({kind})" for name, kind in zip(table["layer"], table["kind"])],
+                      rotation=60, ha="right", fontsize=7)
+    map_ax.set_xlabel("nonlinearity, forward order")
+    fig.tight_layout()
+    return fig
+
+
+def dead_units_summary_figure(tables: dict[str, pd.DataFrame], families: dict[str, str], tau: float):
+    """Share of units dead (left) and dormant (right, score <= ``tau``) per hooked layer,
+    one line per model (``tables``: model -> layer_table, in configured order)."""
+    apply_style()
+    colours = model_colours(list(tables))
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4), sharey=True)
+    for model, table in tables.items():
+        for ax, column in zip(axes, ("dead", "dormant")):
+            ax.plot(table["layer_index"], table[column] / table["units"], marker="o", markersize=3,
+                    color=colours[model], linestyle=line_style(families[model]), label=model)
+    axes[0].set_ylabel("share of the layer's units")
+    axes[0].set_title("dead (never active)")
+    axes[1].set_title(f"dormant (mean |activation| / layer mean ≤ {tau:g})")
+    for ax in axes:
+        ax.set_xlabel("nonlinearity (forward order, head last)")
+        ax.set_ylim(-0.03, 1.03)
+    handles, labels = axes[0].get_legend_handles_labels()
+    _legend_below(fig, dict(zip(labels, handles)))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,248 @@
+"""Paper tables from the run and analysis records: results, speed and memory, dead units.
+
+Inputs are what the earlier stages write: ``results/runs/<arch>/final/{run.json,metrics.csv}``
+(:mod:`equivox.train`), ``results/analysis/test/<arch>.json`` (:mod:`equivox.evaluate`)
+and ``results/analysis/dead_units/<arch>.tsv`` (:mod:`equivox.dead_units`). Each table is
+written as CSV (numbers at full precision, one column per quantity), and as Markdown,
+LaTeX (booktabs) and HTML with rounded numbers and intervals as ``value [low, high]``.
+
+Definitions:
+
+* final validation: the last ``kind=val`` row of metrics.csv (every run validates at
+  its last step);
+* speed: medians over the ``kind=train`` logging windows after the first (the first
+  window holds warm-up: worker start, allocator growth, escnn caches);
+* epoch time: examples per epoch / median examples per second, i.e. training only,
+  without validation;
+* peak memory: the maximum over all rows (GPU: ``torch.cuda.max_memory_*``; host: RSS
+  of the trainer and its loader workers), in GiB.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+GIB = 2 ** 30
+
+
+@dataclass
+class Run:
+    """One finished training run: its summary (final/run.json) and metrics (final/metrics.csv)."""
+
+    arch: str
+    summary: dict
+    metrics: pd.DataFrame
+
+    @property
+    def spec(self) -> dict:
+        return self.summary["settings"]["spec"]
+
+    def rows(self, kind: str) -> pd.DataFrame:
+        """The metrics rows of one kind ("train" or "val"), in step order."""
+        return self.metrics[self.metrics["kind"] == kind].sort_values("step", kind="stable")
+
+
+def read_run(run_json: str | Path) -> Run:
+    """Read a run from its ``final/run.json`` (metrics.csv beside it)."""
+    run_json = Path(run_json)
+    summary = json.loads(run_json.read_text())
+    metrics = pd.read_csv(run_json.with_name("metrics.csv"))
+    return Run(summary["arch"], summary, metrics)
+
+
+def spec_value(run: Run, key: str | None) -> str:
+    """The run's architecture spec value for ``key`` as text ("n/a" when absent; "all" for no key)."""
+    if key is None:
+        return "all"
+    value = run.spec.get(key)
+    return "n/a" if value is None else str(value)
+
+
+# --- tables (numbers) ----------------------------------------------------------------
+
+def results_table(runs: list[Run], tests: list[dict]) -> pd.DataFrame:
+    """One row per run, sorted by final validation loss (ascending).
+
+    Columns: model, family, parameters, val_loss, val_accuracy, test_loss (mean
+    cross-entropy, nats) with test_loss_ci_low/high, test_accuracy with
+    test_accuracy_ci_low/high, test_pairs, compute_h (training compute hours, queue
+    and restarts excluded), steps, epochs. ``tests`` are :func:`equivox.evaluate.evaluate_test`
+    records, matched to runs by ``arch``.
+    """
+    by_arch = {test["arch"]: test for test in tests}
+    rows = []
+    for run in runs:
+        final_val = run.rows("val").iloc[-1]
+        test = by_arch[run.arch]
+        rows.append({
+            "model": run.arch, "family": run.spec["family"], "parameters": run.summary["parameters"],
+            "val_loss": final_val["val_loss"], "val_accuracy": final_val["val_accuracy"],
+            "test_loss": test["loss"], "test_loss_ci_low": test["loss_ci_low"],
+            "test_loss_ci_high": test["loss_ci_high"], "test_accuracy": test["accuracy"],
+            "test_accuracy_ci_low": test["accuracy_ci_low"],
+            "test_accuracy_ci_high": test["accuracy_ci_high"], "test_pairs": test["n_examples"],
+            "compute_h": run.summary["compute_s"] / 3600, "steps": run.summary["steps"],
+            "epochs": run.summary["epochs"],
+        })
+    return pd.DataFrame(rows).sort_values("val_loss", kind="stable").reset_index(drop=True)
+
+
+def steady_windows(run: Run) -> pd.DataFrame:
+    """The run's training windows after the first (all of them if there is only one)."""
+    train = run.rows("train")
+    return train.iloc[1:] if len(train) > 1 else train
+
+
+def speed_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run, in the given order.
+
+    Columns: model, device (GPU model or "cpu"), parameters, iterations_per_s,
+    examples_per_s, data_wait_fraction (medians over :func:`steady_windows`),
+    epoch_time_h, gpu_mem_allocated_peak_GiB, gpu_mem_reserved_peak_GiB (NaN on CPU),
+    host_rss_peak_GiB, steps, epochs.
+    """
+    rows = []
+    for run in runs:
+        windows, metrics, summary = steady_windows(run), run.metrics, run.summary
+        examples_per_s = windows["examples_per_s"].median()
+        examples_per_epoch = summary["examples_seen"] / summary["epochs"] if summary["epochs"] else np.nan
+        rows.append({
+            "model": run.arch, "device": summary["gpu_model"] or summary["device"],
+            "parameters": summary["parameters"],
+            "iterations_per_s": windows["iterations_per_s"].median(),
+            "examples_per_s": examples_per_s,
+            "data_wait_fraction": windows["data_wait_fraction"].median(),
+            "epoch_time_h": examples_per_epoch / examples_per_s / 3600,
+            "gpu_mem_allocated_peak_GiB": metrics["gpu_mem_allocated_peak_bytes"].max() / GIB,
+            "gpu_mem_reserved_peak_GiB": metrics["gpu_mem_reserved_peak_bytes"].max() / GIB,
+            "host_rss_peak_GiB": metrics["host_rss_bytes"].max() / GIB,
+            "steps": summary["steps"], "epochs": summary["epochs"],
+        })
+    return pd.DataFrame(rows)
+
+
+def dead_units_table(layer_tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long table, one row per model and hooked layer: model, layer_index, layer, kind,
+    units, dead, dormant (from the per-run :func:`equivox.dead_units.layer_table`)."""
+    columns = ["layer_index", "layer", "kind", "units", "dead", "dormant"]
+    return pd.concat([table[columns].assign(model=arch) for arch, table in layer_tables.items()],
+                     ignore_index=True)[["model", *columns]]
+
+
+# --- shown form ----------------------------------------------------------------------
+
+def _number(value, digits: int = 3) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _significant(value, digits: int = 3) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}g}"
+
+
+def _interval(value, low, high, digits: int = 3) -> str:
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def shown_results(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Rounded results table with the intervals written next to the values."""
+    ci = f"{confidence:.0%} CI"
+    return pd.DataFrame({
+        "model": table["model"], "family": table["family"],
+        "parameters": table["parameters"].map("{:,}".format),
+        "val loss": table["val_loss"].map(_number), "val accuracy": table["val_accuracy"].map(_number),
+        f"test accuracy [{ci}]": [_interval(*r) for r in table[
+            ["test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high"]].itertuples(index=False)],
+        f"test loss [{ci}]": [_interval(*r) for r in table[
+            ["test_loss", "test_loss_ci_low", "test_loss_ci_high"]].itertuples(index=False)],
+        "test pairs": table["test_pairs"],
+        "compute (h)": table["compute_h"].map(_significant),
+        "steps": table["steps"], "epochs": table["epochs"].map(lambda e: _number(e, 4)),
+    })
+
+
+def shown_speed(table: pd.DataFrame) -> pd.DataFrame:
+    """Rounded speed and memory table."""
+    return pd.DataFrame({
+        "model": table["model"], "device": table["device"],
+        "parameters": table["parameters"].map("{:,}".format),
+        "it/s": table["iterations_per_s"].map(lambda v: _number(v, 2)),
+        "examples/s": table["examples_per_s"].map(lambda v: _number(v, 1)),
+        "data wait": table["data_wait_fraction"].map(lambda v: f"{v:.1%}"),
+        "epoch time (h)": table["epoch_time_h"].map(_significant),
+        "GPU peak allocated (GiB)": table["gpu_mem_allocated_peak_GiB"].map(lambda v: _number(v, 2)),
+        "GPU peak reserved (GiB)": table["gpu_mem_reserved_peak_GiB"].map(lambda v: _number(v, 2)),
+        "host RSS peak (GiB)": table["host_rss_peak_GiB"].map(lambda v: _number(v, 2)),
+        "steps": table["steps"], "epochs": table["epochs"].map(lambda e: _number(e, 4)),
+    })
+
+
+def shown_dead_units(table: pd.DataFrame) -> pd.DataFrame:
+    """Layers (forward order) x models, each cell ``dead/units``, with a total row."""
+    cells = table.assign(cell=table["dead"].astype(str) + "/" + table["units"].astype(str))
+    models = list(dict.fromkeys(table["model"]))
+    wide = cells.pivot(index="layer_index", columns="model", values="cell")[models].fillna("")
+    totals = table.groupby("model")[["dead", "units"]].sum()
+    wide.loc["total"] = [f"{totals.loc[m, 'dead']}/{totals.loc[m, 'units']}" for m in models]
+    wide.columns.name = None
+    return wide.rename_axis("layer").reset_index().astype(str)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``table``'s text."""
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    rows = [line(table.columns), line(["---"] * len(table.columns))]
+    rows += [line(row) for row in table.itertuples(index=False)]
+    return "\n".join(rows) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                 "–": "--"}
+
+
+def latex_escape(text) -> str:
+    return "".join(LATEX_SPECIAL.get(char, char) for char in str(text))
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs ``tabular`` of ``table``'s text (first column left-aligned, others right)."""
+    spec = "l" + "r" * (len(table.columns) - 1)
+    body = [" & ".join(map(latex_escape, row)) + r" \\" for row in table.itertuples(index=False)]
+    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                      " & ".join(map(latex_escape, table.columns)) + r" \\", r"\midrule",
+                      *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv_path, md_path, tex_path, html_path) -> None:
+    """``numbers`` to CSV; ``shown`` to Markdown, LaTeX and HTML."""
+    numbers.to_csv(csv_path, index=False)
+    Path(md_path).write_text(to_markdown(shown))
+    Path(tex_path).write_text(to_latex(shown))
+    Path(html_path).write_text(shown.to_html(index=False, border=0, justify="left"))
+
+
+TABLES = ("results", "speed", "dead_units")
+
+
+def build_table(name: str, *, runs=(), tests=(), dead_units=(), confidence: float = 0.95
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(numbers, shown)`` of table ``name`` from record paths: ``runs`` (final/run.json),
+    ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv)."""
+    if name == "results":
+        numbers = results_table([read_run(path) for path in runs],
+                                [json.loads(Path(path).read_text()) for path in tests])
+        return numbers, shown_results(numbers, confidence)
+    if name == "speed":
+        numbers = speed_table([read_run(path) for path in runs])
+        return numbers, shown_speed(numbers)
+    if name == "dead_units":
+        numbers = dead_units_table({Path(path).stem: pd.read_csv(path, sep="\t") for path in dead_units})
+        return numbers, shown_dead_units(numbers)
+    raise ValueError(f"unknown table {name!r}; one of {TABLES}")

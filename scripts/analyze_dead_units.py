@@ -1,0 +1,17 @@
+"""Rule analyze_dead_units: dead and dormant units per nonlinearity of one trained model."""
+import torch
+
+from equivox.dead_units import analyze_dead_units
+from equivox.logs import run_logged
+
+
+def main(weights, views, table, threads, **settings):
+    torch.set_num_threads(threads)
+    analyze_dead_units(weights, views, **settings).to_csv(table, sep="\t", index=False)
+
+
+if "snakemake" in globals():
+    run_logged(main, snakemake.log[0], weights=snakemake.input.weights, views=snakemake.input.views,
+               table=snakemake.output.table, threads=snakemake.threads,
+               n_examples=snakemake.params.n_examples, tau=snakemake.params.tau,
+               batch_size=snakemake.params.batch_size, device=snakemake.params.device)

@@ -1,0 +1,15 @@
+"""Rule plot_curves: validation or training accuracy and loss of every run, against steps or compute."""
+from equivox import figures
+from equivox.logs import run_logged
+from equivox.tables import read_run
+
+
+def main(runs, svg, pdf, curve, x, facet, smoothing):
+    figures.save(figures.curves_figure([read_run(path) for path in runs], curve, x, facet, smoothing),
+                 svg, pdf)
+
+
+if "snakemake" in globals():
+    run_logged(main, snakemake.log[0], runs=snakemake.input.runs, svg=snakemake.output.svg,
+               pdf=snakemake.output.pdf, curve=snakemake.wildcards.curve, x=snakemake.wildcards.x,
+               facet=snakemake.params.facet, smoothing=snakemake.params.smoothing)

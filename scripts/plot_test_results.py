@@ -1,0 +1,16 @@
+"""Rule plot_test_results: test accuracy and loss of every model with their intervals."""
+import json
+from pathlib import Path
+
+from equivox import figures
+from equivox.logs import run_logged
+
+
+def main(tests, svg, pdf, families):
+    records = [json.loads(Path(path).read_text()) for path in tests]
+    figures.save(figures.test_results_figure(records, families, list(families)), svg, pdf)
+
+
+if "snakemake" in globals():
+    run_logged(main, snakemake.log[0], tests=snakemake.input.tests, svg=snakemake.output.svg,
+               pdf=snakemake.output.pdf, families=snakemake.params.families)

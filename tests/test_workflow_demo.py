@@ -1,0 +1,148 @@
+"""The whole demo, `snakemake --cores 2 all`, run once by real Snakemake on real structures:
+every demo architecture trained, analysed, plotted and tabulated; the report built.
+
+The workflow source (Snakefile, rules, scripts, config) is copied to a temporary folder
+so that a test can edit a plotting script and see what Snakemake would rerun.
+"""
+import csv
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow_helpers import REPO, snakemake
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+SOURCE = ["Snakefile", "workflow", "scripts", "config", "envs"]
+ARCHS = list(yaml.safe_load((REPO / "config/architectures/demo.yaml").read_text()))
+FIGURES = ["validation_vs_steps", "validation_vs_compute", "training_vs_steps", "test_results",
+           "dead_units_summary", *(f"dead_units/{arch}" for arch in ARCHS)]
+TABLES = ["results", "speed", "dead_units"]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    source = tmp_path_factory.mktemp("source")
+    for name in SOURCE:
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, source / name)
+    workdir = tmp_path_factory.mktemp("demo")
+    proc = snakemake(workdir, "all", snakefile=source / "Snakefile", timeout_s=2400)
+    return source, workdir, proc
+
+
+def test_every_demo_architecture_trains_to_completion(demo):
+    _, workdir, proc = demo
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for arch in ARCHS:
+        run = workdir / "results/runs" / arch
+        status = json.loads((run / "status.json").read_text())
+        assert (status["status"], status["step"]) == ("complete", config["train"]["max_steps"]), arch
+        for name in ("weights.pt", "metrics.csv", "run.json"):
+            assert (run / "final" / name).stat().st_size > 0, (arch, name)
+        for name in ("settings.yaml", "config.yaml", "environment.json"):
+            assert (run / name).exists(), (arch, name)
+        assert f"{arch}" in proc.stdout and "complete" in proc.stdout  # onsuccess status lines
+
+
+def test_figures_tables_and_paper_folder_exist(demo):
+    _, workdir, _ = demo
+    results = workdir / "results"
+    for name in FIGURES:
+        svg, pdf = (results / "figures" / f"{name}.{ext}" for ext in ("svg", "pdf"))
+        assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text(), name
+        assert pdf.read_bytes().startswith(b"%PDF"), name
+        assert (results / "paper/figures" / f"{name}.svg").read_bytes() == svg.read_bytes()
+    for name in TABLES:
+        for ext in ("csv", "md", "tex", "html"):
+            assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0, (name, ext)
+    assert (results / "paper/figures/view_pairs.svg").exists()
+    for arch in ARCHS:
+        layers = list(csv.DictReader(open(results / f"analysis/dead_units/{arch}.tsv"), delimiter="\t"))
+        assert layers and all(0 <= int(r["dead"]) <= int(r["units"]) for r in layers), arch
+
+
+def test_results_table_equals_a_recount_from_the_metrics(demo):
+    """Final validation numbers, steps and test results, recomputed from the raw records."""
+    _, workdir, _ = demo
+    table = {row["model"]: row for row in read_csv(workdir / "results/tables/results.csv")}
+    assert sorted(table) == sorted(ARCHS)
+    val_losses = [float(row["val_loss"]) for row in read_csv(workdir / "results/tables/results.csv")]
+    assert val_losses == sorted(val_losses)
+    for arch in ARCHS:
+        metrics = read_csv(workdir / f"results/runs/{arch}/final/metrics.csv")
+        last_val = [r for r in metrics if r["kind"] == "val"][-1]
+        row = table[arch]
+        assert float(row["val_loss"]) == pytest.approx(float(last_val["val_loss"]), rel=1e-12)
+        assert float(row["val_accuracy"]) == pytest.approx(float(last_val["val_accuracy"]), rel=1e-12)
+        assert int(row["steps"]) == max(int(r["step"]) for r in metrics)
+        test = json.loads((workdir / f"results/analysis/test/{arch}.json").read_text())
+        assert float(row["test_accuracy"]) == pytest.approx(test["accuracy"], rel=1e-12)
+        assert float(row["test_accuracy_ci_low"]) <= test["accuracy"] <= float(row["test_accuracy_ci_high"])
+
+
+def test_speed_table_equals_a_recount_from_the_metrics(demo):
+    _, workdir, _ = demo
+    table = {row["model"]: row for row in read_csv(workdir / "results/tables/speed.csv")}
+    for arch in ARCHS:
+        train = [r for r in read_csv(workdir / f"results/runs/{arch}/final/metrics.csv") if r["kind"] == "train"]
+        steady = train[1:]  # the first logging window holds the warm-up
+        row = table[arch]
+        for column in ("iterations_per_s", "examples_per_s", "data_wait_fraction"):
+            expected = statistics.median(float(r[column]) for r in steady)
+            assert float(row[column]) == pytest.approx(expected, rel=1e-12), (arch, column)
+        assert row["device"] == "cpu"
+
+
+def test_dead_units_table_equals_the_per_run_analyses(demo):
+    _, workdir, _ = demo
+    table = read_csv(workdir / "results/tables/dead_units.csv")
+    for arch in ARCHS:
+        layers = list(csv.DictReader(open(workdir / f"results/analysis/dead_units/{arch}.tsv"), delimiter="\t"))
+        rows = [r for r in table if r["model"] == arch]
+        assert [(r["layer"], r["units"], r["dead"]) for r in rows] == \
+            [(r["layer"], r["units"], r["dead"]) for r in layers], arch
+
+
+def test_report_builds(demo):
+    source, workdir, _ = demo
+    snakemake(workdir, "--report", "report.html", snakefile=source / "Snakefile")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "test_results.svg" in html and "validation_vs_steps.svg" in html
+
+
+def test_rerun_has_nothing_to_do_and_a_plot_edit_reruns_only_its_figure(demo):
+    source, workdir, _ = demo
+    proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile")
+    assert "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
+    script = source / "scripts/plot_test_results.py"
+    script.write_text(script.read_text() + "\n# a cosmetic edit\n")
+    proc = snakemake(workdir, "all", "-n", "--quiet", "rules", snakefile=source / "Snakefile")
+    rerun = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line.strip()
+             and not line.startswith(("job", "-", "total"))}
+    assert rerun == {"plot_test_results", "paper_figures"}, proc.stdout
+
+
+def test_a_failing_model_is_recorded_and_reported(demo, tmp_path):
+    """An architecture whose weights cannot be allocated: status oom, the workflow fails
+    and names it, the finished runs are untouched."""
+    source, workdir, _ = demo
+    before = (workdir / f"results/runs/{ARCHS[0]}/final/weights.pt").read_bytes()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({"huge": {"family": "plain_cnn", "layout": "arch_3",
+                                               "width": 200_000, "repeats": 1}}))
+    proc = snakemake(workdir, "results/runs/huge/final/run.json", snakefile=source / "Snakefile",
+                     config={"train": {"architectures": str(broken)}}, check=False)
+    assert proc.returncode != 0
+    status = json.loads((workdir / "results/runs/huge/status.json").read_text())
+    assert status["status"] == "oom", status
+    assert "huge" in proc.stdout and "oom" in proc.stdout, proc.stdout[-3000:]
+    assert (workdir / f"results/runs/{ARCHS[0]}/final/weights.pt").read_bytes() == before

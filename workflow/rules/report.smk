@@ -1,0 +1,110 @@
+# Paper figures and tables from the run records and analyses, one rule and script per
+# figure, captions in workflow/report/ (docs/analyses.md).
+
+
+rule plot_curves:
+    input:
+        runs=expand(f"{RESULTS}/runs/{{arch}}/final/run.json", arch=ARCHITECTURES),
+    output:
+        svg=report(f"{RESULTS}/figures/{{curve}}_vs_{{x}}.svg", caption="../report/curves.rst",
+                   category="Training", labels={"curve": "{curve}", "against": "{x}"}),
+        pdf=f"{RESULTS}/figures/{{curve}}_vs_{{x}}.pdf",
+    params:
+        facet=config["analysis"]["figures"]["facet"],
+        smoothing=config["analysis"]["figures"]["smoothing"],
+    wildcard_constraints:
+        curve="validation|training",
+        x="steps|compute",
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plot_curves/{{curve}}_vs_{{x}}.log",
+    script:
+        "../../scripts/plot_curves.py"
+
+
+rule plot_test_results:
+    input:
+        tests=expand(f"{RESULTS}/analysis/test/{{arch}}.json", arch=ARCHITECTURES),
+    output:
+        svg=report(f"{RESULTS}/figures/test_results.svg", caption="../report/test_results.rst",
+                   category="Test set"),
+        pdf=f"{RESULTS}/figures/test_results.pdf",
+    params:
+        families=model_families(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plot_test_results.log",
+    script:
+        "../../scripts/plot_test_results.py"
+
+
+rule plot_dead_units:
+    input:
+        table=f"{RESULTS}/analysis/dead_units/{{arch}}.tsv",
+    output:
+        svg=report(f"{RESULTS}/figures/dead_units/{{arch}}.svg", caption="../report/dead_units.rst",
+                   category="Dead units", subcategory="Per model", labels={"model": "{arch}"}),
+        pdf=f"{RESULTS}/figures/dead_units/{{arch}}.pdf",
+    params:
+        tau=config["analysis"]["dead_units"]["tau"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plot_dead_units/{{arch}}.log",
+    script:
+        "../../scripts/plot_dead_units.py"
+
+
+rule plot_dead_units_summary:
+    input:
+        tables=expand(f"{RESULTS}/analysis/dead_units/{{arch}}.tsv", arch=ARCHITECTURES),
+    output:
+        svg=report(f"{RESULTS}/figures/dead_units_summary.svg",
+                   caption="../report/dead_units_summary.rst", category="Dead units",
+                   subcategory="All models"),
+        pdf=f"{RESULTS}/figures/dead_units_summary.pdf",
+    params:
+        families=model_families(),
+        tau=config["analysis"]["dead_units"]["tau"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plot_dead_units_summary.log",
+    script:
+        "../../scripts/plot_dead_units_summary.py"
+
+
+rule make_tables:
+    input:
+        unpack(table_inputs),
+    output:
+        html=report(f"{RESULTS}/tables/{{table}}.html", caption="../report/tables.rst",
+                    category="Tables", labels={"table": "{table}"}),
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
+    params:
+        confidence=config["analysis"]["test"]["confidence"],
+    wildcard_constraints:
+        table="|".join(paper_tables()),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/make_tables/{{table}}.log",
+    script:
+        "../../scripts/make_tables.py"
+
+
+rule paper_figures:
+    input:
+        list(paper_files().values()),
+    output:
+        list(paper_files()),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/paper_figures.log",
+    script:
+        "../../scripts/collect_figures.py"
