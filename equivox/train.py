@@ -120,23 +120,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _derived(key: str) -> bool:
-    # escnn's sampled filter bases: fixed by the architecture (exact Clebsch-Gordan
-    # coefficients, see docs/install.md), tens of MB each, rebuilt with the model
-    return key.endswith(".sampled_basis")
+ESCNN_DERIVED = ("sampled_basis", "bias_expansion", "filter", "matrix", "expanded_bias")
+"""Buffers of escnn modules that the architecture and the weights determine: the sampled
+filter bases (exact Clebsch-Gordan coefficients, docs/install.md; tens of MB each) and
+the filters and biases expanded from the weights, which escnn registers at init and in
+eval mode and drops in train mode."""
+
+
+def _derived_key(key: str, modules: dict) -> bool:
+    prefix, _, name = key.rpartition(".")
+    module = modules.get(prefix)
+    return name in ESCNN_DERIVED and module is not None and type(module).__module__.startswith("escnn.")
 
 
 def weights_of(model: torch.nn.Module) -> dict:
     """The model's state without tensors the architecture itself determines."""
-    return {k: v for k, v in model.state_dict().items() if not _derived(k)}
+    modules = dict(model.named_modules(remove_duplicate=False))
+    return {k: v for k, v in model.state_dict().items() if not _derived_key(k, modules)}
 
 
 def load_weights(model: torch.nn.Module, weights: dict) -> None:
-    """Inverse of :func:`weights_of`; anything else missing or unexpected is an error."""
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not _derived(k)]
+    """Inverse of :func:`weights_of`, whatever mode ``model`` is in (escnn's expanded
+    filters are rebuilt from the loaded weights); anything else missing or unexpected
+    is an error."""
+    was_training = model.training
+    model.train()  # escnn drops its expanded filters; eval() below rebuilds them
+    modules = dict(model.named_modules(remove_duplicate=False))
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in weights.items() if not _derived_key(k, modules)}, strict=False)
+    missing = [k for k in missing if not _derived_key(k, modules)]
     if missing or unexpected:
         raise RuntimeError(f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.train(was_training)
 
 
 def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:

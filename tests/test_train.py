@@ -49,13 +49,35 @@ def without_timing(row):
     return {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
 
 
+LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_trainer_outlives_its_test():
+    """A failing test must not leave a trainer (and its loader workers) running."""
+    yield
+    import psutil
+    while LAUNCHED:
+        proc = LAUNCHED.pop()
+        if proc.poll() is None:
+            try:
+                for process in psutil.Process(proc.pid).children(recursive=True):
+                    process.kill()
+            except psutil.NoSuchProcess:
+                pass
+            proc.kill()
+            proc.wait()
+
+
 def launch(run_dir, s):
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "settings.yaml"
     path.write_text(yaml.safe_dump(asdict(s)))
-    return subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
                              "--settings", str(path), "--progress", "log"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    LAUNCHED.append(proc)
+    return proc
 
 
 def test_run_record_is_complete(small_db, val_views, tmp_path):
@@ -176,3 +198,43 @@ def test_sigterm_checkpoints_and_a_killed_child_is_reported(small_db, val_views,
     assert code == -signal.SIGKILL
     final = json.loads((run / "status.json").read_text())
     assert final["status"] == "killed" and "SIGKILL" in final["message"]
+
+
+ESCNN_TINY = {"family": "escnn_cnn", "layout": "arch_3", "width": 1, "repeats": 1, "head_channels": [16]}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_escnn_weights_load_into_a_fresh_model_in_any_mode(mode):
+    """escnn registers expanded filters at init and in eval mode and drops them in train
+    mode; saved weights leave them out and loading rebuilds them from the weights."""
+    from equivox.models import build_model
+    from equivox.train import load_weights, weights_of
+    torch.manual_seed(0)
+    trained = build_model("tiny", ESCNN_TINY)
+    trained.train()
+    weights = weights_of(trained)
+    assert not any(k.endswith((".filter", ".matrix", ".sampled_basis")) for k in weights)
+    trained.eval()
+    assert weights_of(trained).keys() == weights.keys()
+    torch.manual_seed(1)
+    fresh = build_model("tiny", ESCNN_TINY)
+    getattr(fresh, mode)()
+    load_weights(fresh, weights)
+    assert fresh.training == (mode == "train")
+    fresh.eval()
+    x = torch.randn(2, 2, 4, 21, 21, 21)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), trained(x))
+
+
+def test_a_finished_escnn_run_resumes_and_continues(small_db, val_views, tmp_path):
+    """A rerun with a larger budget continues a complete escnn run from its last checkpoint."""
+    run = tmp_path / "run"
+    s = settings(small_db, val_views, spec=ESCNN_TINY, max_steps=2, log_every=1, val_every=2,
+                 checkpoint_every=2)
+    run_training(run, s, progress=False)
+    summary = run_training(run, settings(small_db, val_views, spec=ESCNN_TINY, max_steps=3, log_every=1,
+                                         val_every=3, checkpoint_every=3), progress=False)
+    assert summary["steps"] == 3
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert len(json.loads((run / "environment.json").read_text())["sessions"]) == 2
