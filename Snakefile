@@ -17,6 +17,9 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
+# escnn's memoised bases, for every job this run starts (jobs inherit the environment)
+os.environ.setdefault("EQUIVOX_ESCNN_CACHE", os.path.abspath(config["escnn_cache_dir"]))
+
 
 include: "workflow/rules/common.smk"
 

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class TrainSettings:
     amp: str = "none"               # none | bf16 | fp16 (autocast on CUDA)
     tf32: bool = True
     voxelize_on: str = "loader"     # loader (CPU workers) | device (atoms shipped, images on GPU)
+    train_shards: list = field(default_factory=list)  # materialised HDF5 shards; empty = on the fly
     deterministic: bool = True
 
     def __post_init__(self):
@@ -284,7 +285,8 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     from .models import build_model, count_parameters
     from .provenance import provenance
     from .views import (CollateImages, ViewPairDataset, ViewPairSampler, ViewParams,
-                        ViewSetDataset, collate_atoms, images_from_pairs)
+                        ShardedViewDataset, ViewSetDataset, collate_atoms,
+                        images_from_pairs)
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -334,12 +336,16 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     _rewrite_metrics(metrics_path, [r for r in _read_metrics(metrics_path) if int(r["step"]) <= step])
     set_status(run_dir, "running", step=step)
 
-    collate = CollateImages(view_params.image) if s.voxelize_on == "loader" else collate_atoms
     loader_seed = torch.Generator().manual_seed(s.seed)  # the global RNG stays untouched
     remaining = (s.max_steps - step) if s.max_steps is not None else 10**9
+    examples = dict(epoch_size=max(remaining, 0) * s.batch_size, first_index=step * s.batch_size)
+    if s.train_shards:  # images read from HDF5, nothing left to build
+        dataset, collate, on_device = ShardedViewDataset(s.train_shards, **examples), None, False
+    else:
+        dataset, on_device = ViewPairDataset(sampler, **examples), s.voxelize_on == "device"
+        collate = collate_atoms if on_device else CollateImages(view_params.image)
     train_loader = torch.utils.data.DataLoader(
-        ViewPairDataset(sampler, epoch_size=max(remaining, 0) * s.batch_size, first_index=step * s.batch_size),
-        batch_size=s.batch_size, num_workers=s.num_workers, collate_fn=collate, generator=loader_seed,
+        dataset, batch_size=s.batch_size, num_workers=s.num_workers, collate_fn=collate, generator=loader_seed,
         pin_memory=device.type == "cuda", persistent_workers=False, worker_init_fn=_ignore_stop_signals,
         prefetch_factor=4 if s.num_workers else None)
     val_loader = torch.utils.data.DataLoader(ViewSetDataset(s.val_views), batch_size=max(s.batch_size, 32),
@@ -386,7 +392,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         except StopIteration:
             break
         t_data = time.perf_counter()
-        if s.voxelize_on == "device":
+        if on_device:
             inputs = images_from_pairs(inputs, len(labels), view_params.image, device=device)
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast():

@@ -321,3 +321,32 @@ class ViewSetDataset(torch.utils.data.Dataset):
             self._h5, self._pid = h5py.File(self.path, "r"), os.getpid()
         return (torch.from_numpy(self._h5["images"][i].astype(np.float32)),
                 torch.tensor(int(self._h5["labels"][i]), dtype=torch.int64))
+
+
+class ShardedViewDataset(torch.utils.data.Dataset):
+    """Training examples read from materialised shards (rule ``voxelize_train_shard``).
+
+    Global example ``k`` is row ``k % size`` of shard ``(k // size) % n_shards``: the
+    shards in order, then again from the first (an epoch of the shards, repeated). Shard
+    ``j`` holds examples ``j * size ..`` of the views seed, so while ``k`` is within the
+    shards, example ``k`` is the pair the on-the-fly sampler would make for that seed.
+    Item ``i`` is global example ``first_index + i``: a resumed run goes on where it
+    stopped. Yields ``(images (2, C, L, L, L) float32, label int64)``.
+    """
+
+    def __init__(self, paths, epoch_size: int, first_index: int = 0):
+        self.shards = [ViewSetDataset(path) for path in paths]
+        if not self.shards:
+            raise ValueError("ShardedViewDataset needs at least one shard")
+        sizes = {len(shard) for shard in self.shards}
+        if len(sizes) != 1:
+            raise ValueError(f"training shards differ in size: {sorted(sizes)} ({', '.join(map(str, paths))})")
+        self.size = sizes.pop()
+        self.epoch_size, self.first_index = epoch_size, first_index
+
+    def __len__(self):
+        return self.epoch_size
+
+    def __getitem__(self, i):
+        k = self.first_index + i
+        return self.shards[(k // self.size) % len(self.shards)][k % self.size]

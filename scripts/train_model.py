@@ -31,4 +31,8 @@ def main(run_dir, settings, threads, log_path):
 
 
 if "snakemake" in globals():
-    main(snakemake.params.run_dir, snakemake.params.settings, snakemake.threads, snakemake.log[0])
+    # loader workers and kept checkpoints change no result, so they are not params (a
+    # changed param retrains the model): they come from the config of this run
+    operational = {key: snakemake.config["train"][key] for key in ("num_workers", "keep_checkpoints")}
+    main(snakemake.params.run_dir, {**snakemake.params.settings, **operational}, snakemake.threads,
+         snakemake.log[0])

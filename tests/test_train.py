@@ -238,3 +238,15 @@ def test_a_finished_escnn_run_resumes_and_continues(small_db, val_views, tmp_pat
     assert summary["steps"] == 3
     assert json.loads((run / "status.json").read_text())["status"] == "complete"
     assert len(json.loads((run / "environment.json").read_text())["sessions"]) == 2
+
+
+def test_training_from_materialised_shards(small_db, val_views, tmp_path):
+    from equivox.views import ViewPairSampler, ViewParams, write_view_set
+    sampler = ViewPairSampler(small_db, "train", ViewParams.from_config(VIEW_CONFIG), seed=0)
+    shards = [tmp_path / f"{j:03d}.h5" for j in range(2)]
+    for j, path in enumerate(shards):
+        write_view_set(path, sampler, 6, first_index=6 * j, progress=False)
+    summary = run_training(tmp_path / "run", settings(small_db, val_views, max_steps=4, val_every=4,
+                                                       train_shards=[str(p) for p in shards]), progress=False)
+    assert summary["steps"] == 4 and summary["examples_seen"] == 16  # 16 > 12: the shards cycled
+    assert len(rows(tmp_path / "run", "train")) == 2

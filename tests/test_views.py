@@ -120,3 +120,21 @@ def test_impossible_density_gives_a_clear_error(small_db):
     params = ViewParams(origins=OriginParams(min_nearby_atoms=1e6), max_retries=3)
     with pytest.raises(RuntimeError, match="no origin with a dense neighbouring view in 3 tries"):
         ViewPairSampler(small_db, "train", params, seed=0).sample(0)
+
+
+def test_training_shards_replay_the_sampler_and_cycle(small_db, tmp_path):
+    from equivox.views import ShardedViewDataset
+    sampler = ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+    paths = [tmp_path / f"{j:03d}.h5" for j in range(2)]
+    for j, path in enumerate(paths):  # as rule voxelize_train_shard writes shard j
+        write_view_set(path, sampler, 3, first_index=3 * j, image_dtype=np.float32, progress=False)
+    data = ShardedViewDataset(paths, epoch_size=5, first_index=4)  # global examples 4..8
+    assert len(data) == 5
+    labels = [int(data[i][1]) for i in range(5)]
+    assert labels == [sampler.sample(k % 6).label for k in (4, 5, 6, 7, 8)]
+    direct = images_from_pairs(pack_atoms([sampler.sample(5)]), 1, sampler.params.image)
+    torch.testing.assert_close(data[1][0], direct[0])
+    assert torch.equal(ShardedViewDataset(paths, 9)[6][0], ShardedViewDataset(paths, 9)[0][0])  # cycles
+    write_view_set(paths[1], sampler, 2, image_dtype=np.float32, progress=False)
+    with pytest.raises(ValueError, match="differ in size"):
+        ShardedViewDataset(paths, 5)

@@ -1,16 +1,18 @@
 """The data stage run by real Snakemake on real structures."""
 import csv
+import re
 import shutil
 import sqlite3
 
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from equivox.atoms import load_structure
 from equivox.origin_db import OriginDB
 from equivox.origins import OriginParams, choose_origins
-from tests.workflow_helpers import snakemake
+from tests.workflow_helpers import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -112,3 +114,12 @@ def test_config_error_names_the_key(tmp_path, config, words):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert words in out
+
+
+def test_full_study_config_plans_every_stage(tmp_path):
+    """The full-study config validates and its whole DAG builds (a dry run: no download)."""
+    proc = snakemake(tmp_path, "all", "-n", "--configfile", str(REPO / "config/full_study.yaml"))
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    n_archs = len(yaml.safe_load((REPO / "config/architectures/full.yaml").read_text()))
+    assert jobs["fetch_structures"] == "64" and jobs["train_model"] == str(n_archs), proc.stdout[-3000:]
+    assert jobs["download_pisces"] == "1"

@@ -13,12 +13,13 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout_s: 
               check: bool = True, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
            "--cores", "2", "--nocolor"]
-    if config is not None:
+    cmd += list(args)
+    if config is not None:  # last: --configfile takes every word after it
         path = workdir / "test_config.yaml"
         path.write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(path)]
     env = dict(os.environ, EQUIVOX_ESCNN_CACHE=os.environ.get("EQUIVOX_ESCNN_CACHE", str(workdir / ".cache")))
-    proc = subprocess.run(cmd + list(args), cwd=workdir, capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                           timeout=timeout_s, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"

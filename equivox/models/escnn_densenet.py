@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from . import fields
-from .escnn_resnet import STEM_KERNEL, per_stage, stage_sides
+from .escnn_resnet import per_stage, stage_sides, stem
 
 
 class DenseLayer(nn.Module):
@@ -100,9 +100,7 @@ class EquivariantDenseNet(nn.Module):
 
         self.in_type = fields.trivial_type(in_channels)
         transition = [fields.fourier_type(c) for c in transition_channels]
-        layers = [fields.conv3d(self.in_type, transition[0], STEM_KERNEL),
-                  fields.batch_norm(transition[0]),
-                  fields.fourier_nonlinearity(transition[0], fourier_function)]
+        layers = stem(self.in_type, transition[0], fourier_function)
         for i in range(blocks):
             block = DenseBlock(transition[i], block_depth[i], growth_channels,
                                bottleneck_factor, fourier_function)

@@ -57,6 +57,24 @@ def stage_sides(pool_factors: Sequence[int]) -> list[int]:
     return sides
 
 
+def resnet_plan(outer_channels: Sequence[int], inner_channels: Sequence[int],
+                repeats: int | Sequence[int], pool_factors: int | Sequence[int]):
+    """``(stages, repeats per stage, pool factor per stage, sides)`` of a ResNet whose
+    stages go from ``outer_channels[i]`` to ``outer_channels[i + 1]`` (escnn and plain)."""
+    stages = len(outer_channels) - 1
+    if len(inner_channels) != stages:
+        raise ValueError(f"inner_channels needs one entry per stage ({stages}), "
+                         f"got {list(inner_channels)}")
+    pool_factors = per_stage(pool_factors, stages, "pool_factors")
+    return stages, per_stage(repeats, stages, "repeats"), pool_factors, stage_sides(pool_factors)
+
+
+def stem(in_type, out_type, function: str) -> list[nn.Module]:
+    """The 5^3 stem of the escnn ResNets and DenseNets: conv, batch norm, Fourier nonlinearity."""
+    return [fields.conv3d(in_type, out_type, STEM_KERNEL), fields.batch_norm(out_type),
+            fields.fourier_nonlinearity(out_type, function)]
+
+
 class EscnnBlock(nn.Module):
     """Residual block of escnn's SE(3) example (3^3 kernels here, zero padding).
 
@@ -141,19 +159,11 @@ class EquivariantResNet(nn.Module):
             raise ValueError(f"block must be 'escnn' or 'alpha', not {block!r}")
         if (block == "alpha") != (pool is not None):
             raise ValueError("alpha blocks need a Fourier pool mode, escnn blocks take none")
-        stages = len(outer_channels) - 1
-        if len(inner_channels) != stages:
-            raise ValueError(f"inner_channels needs one entry per stage ({stages}), "
-                             f"got {list(inner_channels)}")
-        repeats = per_stage(repeats, stages, "repeats")
-        pool_factors = per_stage(pool_factors, stages, "pool_factors")
-        sides = stage_sides(pool_factors)
-
+        stages, repeats, pool_factors, sides = resnet_plan(outer_channels, inner_channels,
+                                                          repeats, pool_factors)
         self.in_type = fields.trivial_type(in_channels)
         outer = [fields.fourier_type(c) for c in outer_channels]
-        layers = [fields.conv3d(self.in_type, outer[0], STEM_KERNEL),
-                  fields.batch_norm(outer[0]),
-                  fields.fourier_nonlinearity(outer[0], fourier_function)]
+        layers = stem(self.in_type, outer[0], fourier_function)
         for i in range(stages):
             inner = fields.fourier_type(inner_channels[i])
             for j in range(repeats[i]):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .escnn_cnn import ConvSpec, layout_sides
-from .escnn_resnet import STEM_KERNEL, per_stage, stage_sides
+from .escnn_resnet import STEM_KERNEL, per_stage, resnet_plan, stage_sides
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, *,
@@ -93,13 +93,8 @@ class PlainResNet(nn.Sequential):
     def __init__(self, in_channels: int, outer_channels: Sequence[int],
                  inner_channels: Sequence[int], repeats: int | Sequence[int],
                  pool_factors: int | Sequence[int]):
-        stages = len(outer_channels) - 1
-        if len(inner_channels) != stages:
-            raise ValueError(f"inner_channels needs one entry per stage ({stages}), "
-                             f"got {list(inner_channels)}")
-        repeats = per_stage(repeats, stages, "repeats")
-        pool_factors = per_stage(pool_factors, stages, "pool_factors")
-        sides = stage_sides(pool_factors)
+        stages, repeats, pool_factors, sides = resnet_plan(outer_channels, inner_channels,
+                                                          repeats, pool_factors)
         layers = conv_bn_relu(in_channels, outer_channels[0], STEM_KERNEL)
         for i in range(stages):
             for j in range(repeats[i]):

@@ -59,9 +59,33 @@ def train_settings(wildcards):
     return {
         "arch": wildcards.arch, "spec": ARCHITECTURES[wildcards.arch],
         "origin_db": f"{RESULTS}/origins.sqlite", "val_views": f"{RESULTS}/views/val.h5",
-        "view_config": {"views": config["views"], "origins": config["origins"]},
-        **{k: v for k, v in t.items() if k not in ("architectures", "models", "resources")},
+        "view_config": view_config(),
+        "train_shards": train_shard_files(),
+        **{k: v for k, v in t.items()
+           if k not in ("architectures", "models", "resources", *OPERATIONAL_TRAIN_KEYS)},
     }
+
+
+OPERATIONAL_TRAIN_KEYS = ("num_workers", "keep_checkpoints")
+"""train keys that cannot change a run's result: not params of train_model (a changed
+param retrains), read by scripts/train_model.py from the config instead."""
+
+
+VIEW_PARAMS_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
+                    "default_radius_A", "padding_A", "structure_weighting", "max_retries")
+
+
+def train_shard_files():
+    """The materialised training shards (views.train_shards of them; none = on the fly)."""
+    return [f"{RESULTS}/views/train_shards/{i:03d}.h5" for i in range(config["views"]["train_shards"])]
+
+
+def view_config(*extra):
+    """The config a view sampler is made from (ViewParams.from_config), plus the ``extra``
+    keys of ``views``. Rules take only this as params, so that editing e.g. n_test or a
+    plotting option neither remakes the view sets nor, through them, retrains models."""
+    views = {key: config["views"][key] for key in (*VIEW_PARAMS_KEYS, *extra)}
+    return {"views": views, "origins": config["origins"]}
 
 
 def n_view_examples(wildcards):
@@ -103,7 +127,7 @@ def paper_files():
 
 def final_outputs():
     views = [f"{RESULTS}/views/{split}.h5" for split in ("val", "test")]
-    shards = [f"{RESULTS}/views/train_shards/{i:03d}.h5" for i in range(config["views"]["train_shards"])]
+    shards = train_shard_files()
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     analyses = [f"{RESULTS}/analysis/{kind}/{arch}.{ext}" for arch in ARCHITECTURES
                 for kind, ext in (("dead_units", "tsv"), ("test", "json"))]

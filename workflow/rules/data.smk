@@ -72,7 +72,8 @@ rule fetch_structures:
         # what it already fetched, and the rerun only fetches what is missing
         dest_dir=f"{RESULTS}/structures/files",
         mirror_dir=structure_source()[0],
-        url_template=structure_source()[1],
+        # a function: Snakemake would read {pdb_id} in a plain string as a wildcard
+        url_template=lambda wildcards: structure_source()[1],
         retries=config["structures"]["retries"],
         backoff_s=config["structures"]["backoff_s"],
         timeout_s=config["structures"]["timeout_s"],
@@ -138,7 +139,9 @@ rule origin_database:
     params:
         splits=config["splits"],
         origins=config["origins"],
-        config=config,
+        # recorded in the DB's metadata: the sections the data stage depends on, not the
+        # whole config (a training or plotting edit must not rebuild the DB and retrain)
+        config={key: config[key] for key in ("demo", "pisces", "structures", "atoms", "origins", "splits")},
     conda:
         CONDA_ENV
     log:

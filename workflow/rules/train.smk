@@ -5,6 +5,7 @@ rule train_model:
     input:
         db=f"{RESULTS}/origins.sqlite",
         val=f"{RESULTS}/views/val.h5",
+        shards=train_shard_files(),
     output:
         weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
         metrics=f"{RESULTS}/runs/{{arch}}/final/metrics.csv",

@@ -7,7 +7,9 @@ rule voxelize:
     output:
         views=f"{RESULTS}/views/{{split}}.h5",
     params:
-        config=config,
+        # only the sections views depend on: an analysis or plotting edit must not
+        # remake the view sets (and, through them, retrain every model)
+        config=view_config("seed", "image_dtype"),
         n_examples=n_view_examples,
     conda:
         CONDA_ENV
@@ -25,7 +27,9 @@ rule voxelize_train_shard:
     output:
         views=f"{RESULTS}/views/train_shards/{{index}}.h5",
     params:
-        config=config,
+        # only the sections views depend on: an analysis or plotting edit must not
+        # remake the view sets (and, through them, retrain every model)
+        config=view_config("seed", "image_dtype"),
         n_examples=config["views"]["train_shard_size"],
     conda:
         CONDA_ENV
