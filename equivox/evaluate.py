@@ -45,9 +45,6 @@ def load_trained_model(weights_path: str | Path,
     saved = torch.load(weights_path, map_location="cpu", weights_only=False)
     state = saved.pop("model")
     model = build_model(saved["arch"], saved["spec"], saved["in_channels"], saved["head"])
-    # runs save in training mode, where escnn convolutions hold no expanded filter;
-    # .train() drops the one a fresh model carries, .eval() below rebuilds it from the weights
-    model.train()
     load_weights(model, state)  # weights.pt leaves out what the architecture determines
     return model.to(device).eval(), saved
 

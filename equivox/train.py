@@ -44,6 +44,10 @@ import yaml
 log = logging.getLogger("equivox.train")
 
 EXIT_INTERRUPTED = 75
+OPERATIONAL_SETTINGS = ("num_workers", "keep_checkpoints")
+"""Settings that cannot change a run's result: the workflow keeps them out of
+train_model's params (a changed param retrains) and the rule's script reads them
+from the config."""
 METRIC_COLUMNS = (
     "kind", "step", "epoch", "examples_seen", "compute_s", "wall_time_utc", "train_loss",
     "train_accuracy", "val_loss", "val_accuracy", "iterations_per_s", "examples_per_s",
@@ -282,6 +286,7 @@ def _ignore_stop_signals(worker_id: int) -> None:
 def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = None) -> dict:
     """Train (or resume) one run. Returns the run summary; raises on failure."""
     from .escnn_setup import import_escnn
+    from .evaluate import pick_device
     from .models import build_model, count_parameters
     from .provenance import provenance
     from .views import (CollateImages, ViewPairDataset, ViewPairSampler, ViewParams,
@@ -291,7 +296,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     s = settings
-    device = torch.device("cuda" if s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = pick_device(s.device)
     if device.type == "cuda" and s.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

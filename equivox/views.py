@@ -52,6 +52,10 @@ class ViewParams:
             raise ValueError("ViewParams.structure_weighting must be 'origins' or 'uniform', "
                              f"got {self.structure_weighting!r}")
 
+    CONFIG_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
+                   "default_radius_A", "padding_A", "structure_weighting", "max_retries")
+    """The keys of config ``views`` that :meth:`from_config` reads (with all of ``origins``)."""
+
     @classmethod
     def from_config(cls, config: dict) -> "ViewParams":
         """From the validated workflow config (keys ``views`` and ``origins``)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from equivox.logs import setup_logging
-from equivox.train import EXIT_INTERRUPTED, read_status, supervise
+from equivox.train import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, supervise
 
 
 def main(run_dir, settings, threads, log_path):
@@ -33,6 +33,6 @@ def main(run_dir, settings, threads, log_path):
 if "snakemake" in globals():
     # loader workers and kept checkpoints change no result, so they are not params (a
     # changed param retrains the model): they come from the config of this run
-    operational = {key: snakemake.config["train"][key] for key in ("num_workers", "keep_checkpoints")}
+    operational = {key: snakemake.config["train"][key] for key in OPERATIONAL_SETTINGS}
     main(snakemake.params.run_dir, {**snakemake.params.settings, **operational}, snakemake.threads,
          snakemake.log[0])

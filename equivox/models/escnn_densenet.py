@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from . import fields
-from .escnn_resnet import per_stage, stage_sides, stem
+from .escnn_resnet import per_stage, stage_sides, stem, to_one_voxel
 
 
 class DenseLayer(nn.Module):
@@ -109,8 +109,7 @@ class EquivariantDenseNet(nn.Module):
                        fields.batch_norm(transition[i + 1])]
             if pool_factors[i] == 2:
                 layers.append(fields.FourierPool3d(transition[i + 1], pool))
-        layers += [fields.conv3d(transition[-1], transition[-1], sides[-1], bias=True),
-                   fields.fourier_nonlinearity(transition[-1], fourier_function)]
+        layers += to_one_voxel(transition[-1], sides[-1], fourier_function)
         self.out_type = transition[-1]
         self.out_channels = self.out_type.size
         self.layers = nn.Sequential(*layers)

@@ -75,6 +75,13 @@ def stem(in_type, out_type, function: str) -> list[nn.Module]:
             fields.fourier_nonlinearity(out_type, function)]
 
 
+def to_one_voxel(field_type, side: int, function: str) -> list[nn.Module]:
+    """The last layers of the escnn ResNets and DenseNets: a biased ``side``^3 conv to
+    1x1x1, then a Fourier nonlinearity."""
+    return [fields.conv3d(field_type, field_type, side, bias=True),
+            fields.fourier_nonlinearity(field_type, function)]
+
+
 class EscnnBlock(nn.Module):
     """Residual block of escnn's SE(3) example (3^3 kernels here, zero padding).
 
@@ -177,8 +184,7 @@ class EquivariantResNet(nn.Module):
                     layers.append(AlphaBlock(in_type, inner, outer[i + 1],
                                              pool=pool if downsample else None,
                                              fourier_function=fourier_function))
-        layers += [fields.conv3d(outer[-1], outer[-1], sides[-1], bias=True),
-                   fields.fourier_nonlinearity(outer[-1], fourier_function)]
+        layers += to_one_voxel(outer[-1], sides[-1], fourier_function)
         self.out_type = outer[-1]
         self.out_channels = self.out_type.size
         self.layers = nn.Sequential(*layers)

@@ -54,7 +54,10 @@ ARCHITECTURES = architecture_set()
 
 
 def train_settings(wildcards):
-    """Everything train_model passes to equivox.train.TrainSettings for one architecture."""
+    """What train_model passes to equivox.train.TrainSettings for one architecture, as
+    params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
+    from equivox.train import OPERATIONAL_SETTINGS
+
     t = config["train"]
     return {
         "arch": wildcards.arch, "spec": ARCHITECTURES[wildcards.arch],
@@ -62,17 +65,8 @@ def train_settings(wildcards):
         "view_config": view_config(),
         "train_shards": train_shard_files(),
         **{k: v for k, v in t.items()
-           if k not in ("architectures", "models", "resources", *OPERATIONAL_TRAIN_KEYS)},
+           if k not in ("architectures", "models", "resources", *OPERATIONAL_SETTINGS)},
     }
-
-
-OPERATIONAL_TRAIN_KEYS = ("num_workers", "keep_checkpoints")
-"""train keys that cannot change a run's result: not params of train_model (a changed
-param retrains), read by scripts/train_model.py from the config instead."""
-
-
-VIEW_PARAMS_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
-                    "default_radius_A", "padding_A", "structure_weighting", "max_retries")
 
 
 def train_shard_files():
@@ -84,7 +78,9 @@ def view_config(*extra):
     """The config a view sampler is made from (ViewParams.from_config), plus the ``extra``
     keys of ``views``. Rules take only this as params, so that editing e.g. n_test or a
     plotting option neither remakes the view sets nor, through them, retrains models."""
-    views = {key: config["views"][key] for key in (*VIEW_PARAMS_KEYS, *extra)}
+    from equivox.views import ViewParams
+
+    views = {key: config["views"][key] for key in (*ViewParams.CONFIG_KEYS, *extra)}
     return {"views": views, "origins": config["origins"]}
 
 
