@@ -15,11 +15,17 @@ Layout of ``results/atoms/{shard}.h5`` (documented in docs/data_formats.md)::
         is_pisces_chain    (N,)   bool      atom belongs to the listed author chain
         is_nonbiological   (N,)   bool      water or blocklisted residue
         is_hydrogen        (N,)   bool
-        attrs: pdb_id, chain, source_path, source_format, model, n_atoms
+        attrs: pdb_id, chain, source_path, source_format, n_models, model_policy,
+               warnings (newline-separated; "" when none), n_atoms
 
-Policies: only the first model is kept (NMR ensembles). Every alternate location is
-kept with its own occupancy, so occupancy-weighted counts and images see the average
-conformation rather than an arbitrary pick.
+Policies: every atom record of the kept model(s) is kept with its own occupancy: all
+alternate locations, and all residue variants of a microheterogeneous position (1EJG:
+PRO/SER at 22), in mmCIF and PDB format alike, so occupancy-weighted counts and images
+see the average structure rather than an arbitrary pick. Of several models the first
+is kept (NMR ensembles), except that the models of a diffraction entry that are its
+alternative conformers (occupancies of each atom summing to <= 1 over the models, as
+in 2G10) are all kept; see :func:`read_structure`. Models are found even in files that
+do not number them. Suspicious defaults (no occupancy, no chain id) become warnings.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import io
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -73,7 +80,13 @@ def structure_format(path: str | Path) -> str:
 
 @dataclass
 class AtomTable:
-    """Columns of one structure's atoms (first model), each a numpy array of length N."""
+    """Columns of one structure's atoms, each a numpy array of length N.
+
+    Which models are in it, and why, is in ``model_policy`` ("single": the file has
+    one model; "first": the first of several; "merged": the models of an X-ray entry
+    are its alternative conformers and all are kept, see :func:`read_structure`).
+    ``warnings`` lists suspicious defaults taken while reading (stored with the atoms).
+    """
     coords_A: np.ndarray
     element: np.ndarray
     residue_name: np.ndarray
@@ -83,19 +96,94 @@ class AtomTable:
     b_factor_A2: np.ndarray
     altloc: np.ndarray
     atom_name: np.ndarray
+    n_models: int = 1
+    model_policy: str = "single"
+    warnings: tuple[str, ...] = ()
+
+    COLUMNS = ("coords_A", "element", "residue_name", "auth_chain", "label_chain",
+               "occupancy", "b_factor_A2", "altloc", "atom_name")
 
     def __len__(self) -> int:
         return len(self.coords_A)
 
 
-def _column(d: dict, key: str, path: Path) -> list[str]:
+@dataclass
+class _RawAtoms:
+    """Every atom record of a file, all models, before the model policy is applied."""
+    columns: dict[str, np.ndarray]   # AtomTable.COLUMNS
+    model: np.ndarray                # (N,) int, 1-based model index in file order
+    residue_key: np.ndarray          # (N,) str: chain|seq|icode of the atom's residue
+    method: str                      # experimental method as stated, upper case; "" if none
+    warnings: list[str]
+    identity: list[tuple]            # (N,) what makes an atom record unique within a model
+
+
+# Experimental methods whose several models are alternative conformers of one crystal
+DIFFRACTION_METHODS = frozenset({"X-RAY DIFFRACTION", "NEUTRON DIFFRACTION", "FIBER DIFFRACTION",
+                                 "POWDER DIFFRACTION", "ELECTRON CRYSTALLOGRAPHY"})
+# occupancies are deposited to 2 decimals: conformers of one atom sum to 1 within this
+_OCCUPANCY_SUM_TOLERANCE = 0.05
+# "no value" in mmCIF
+_CIF_NULL = frozenset({"?", "."})
+
+
+def _column(d: dict, key: str, path: Path, why: str) -> list[str]:
     try:
         return d[key]
     except KeyError:
-        raise StructureParseError(f"{path}: mmCIF has no {key} column") from None
+        raise StructureParseError(f"{path}: mmCIF _atom_site loop has no {key.split('.')[1]} "
+                                  f"column ({why})") from None
 
 
-def _read_mmcif(path: Path) -> AtomTable:
+def _numbers(values, path: Path, name: str, default: float, warnings: list[str]) -> np.ndarray:
+    """Floats of an mmCIF column; '?'/'.' -> ``default`` (counted in ``warnings``)."""
+    values = np.asarray(values)
+    null = np.isin(values, list(_CIF_NULL))
+    out = np.full(len(values), default, dtype=np.float64)
+    try:
+        out[~null] = values[~null].astype(np.float64)
+    except ValueError as err:
+        raise StructureParseError(f"{path}: bad {name} value ({err})") from None
+    if null.any() and not math.isnan(default):
+        warnings.append(f"{int(null.sum())} atom(s) without {name}: {default:g} assumed")
+    return out
+
+
+def _model_from_repeats(identity: list[tuple], warnings: list[str]) -> np.ndarray:
+    """Model index per atom for files without model numbers (no model column, no MODEL
+    records): a new model starts where the file's first atom identity comes again
+    after it was seen in the current model. Other repeated identities do not split
+    models (see :func:`_first_of_repeats`)."""
+    model = np.ones(len(identity), dtype=np.int64)
+    if not identity:
+        return model
+    current, seen = 1, set()
+    for i, key in enumerate(identity):
+        if key == identity[0] and key in seen:
+            current, seen = current + 1, set()
+        seen.add(key)
+        model[i] = current
+    if current > 1:
+        warnings.append(f"{current} models found by the first atom recurring "
+                        "(the file numbers no models)")
+    return model
+
+
+def _first_of_repeats(model: np.ndarray, identity: list[tuple], warnings: list[str]) -> np.ndarray:
+    """Mask keeping the first record of each atom identity within a model (the file
+    repeats an atom: chain, residue, alt-loc and name all equal), as Biopython does."""
+    seen, keep = set(), np.ones(len(identity), dtype=bool)
+    for i, key in enumerate(zip(model.tolist(), identity)):
+        if key in seen:
+            keep[i] = False
+        seen.add(key)
+    if not keep.all():
+        warnings.append(f"{int((~keep).sum())} atom record(s) repeat an atom of the same model "
+                        "(chain, residue, alt-loc and name equal): the first is kept")
+    return keep
+
+
+def _read_mmcif(path: Path) -> _RawAtoms:
     from Bio.PDB.MMCIF2Dict import MMCIF2Dict
 
     try:
@@ -105,64 +193,160 @@ def _read_mmcif(path: Path) -> AtomTable:
         raise StructureParseError(f"{path}: cannot read mmCIF ({type(err).__name__}: {err})") from None
     if "_atom_site.Cartn_x" not in d:
         raise StructureParseError(f"{path}: no _atom_site loop (not a coordinate file?)")
-    models = np.asarray(d.get("_atom_site.pdbx_PDB_model_num", ["1"] * len(d["_atom_site.Cartn_x"])))
-    first = models == models[0]
-    try:
-        coords = np.stack([np.asarray(_column(d, f"_atom_site.Cartn_{a}", path), dtype=np.float64)
-                           for a in "xyz"], axis=1)
-    except ValueError as err:
-        raise StructureParseError(f"{path}: bad coordinate value ({err})") from None
+    warnings: list[str] = []
+    coords = np.stack([_numbers(_column(d, f"_atom_site.Cartn_{a}", path, "coordinates"), path,
+                                f"Cartn_{a}", math.nan, warnings) for a in "xyz"], axis=1)
     n = len(coords)
-    get = lambda key, default: np.asarray(d.get(key, [default] * n))  # noqa: E731
-    occupancy = np.asarray([1.0 if v in "?." else float(v) for v in get("_atom_site.occupancy", "1")])
-    bfac = np.asarray([math.nan if v in "?." else float(v) for v in get("_atom_site.B_iso_or_equiv", "?")])
-    altloc = np.asarray(["" if v in "?." else v for v in get("_atom_site.label_alt_id", ".")])
-    table = AtomTable(
-        coords_A=coords, element=np.char.upper(get("_atom_site.type_symbol", "X")),
-        residue_name=get("_atom_site.label_comp_id", "UNK"),
-        auth_chain=get("_atom_site.auth_asym_id", "?"),
-        label_chain=get("_atom_site.label_asym_id", "?"),
-        occupancy=occupancy, b_factor_A2=bfac, altloc=altloc,
-        atom_name=get("_atom_site.label_atom_id", "?"))
-    return _select(table, first)
+    get = lambda key, default: np.asarray(d[key]) if key in d else np.full(n, default)  # noqa: E731
+    chains = np.asarray(_column(d, "_atom_site.auth_asym_id", path, "author chain ids, which PISCES names"))
+    elements = np.char.upper(np.asarray(_column(d, "_atom_site.type_symbol", path, "element symbols")))
+    comp_key = "_atom_site.label_comp_id" if "_atom_site.label_comp_id" in d else "_atom_site.auth_comp_id"
+    atom_key = "_atom_site.label_atom_id" if "_atom_site.label_atom_id" in d else "_atom_site.auth_atom_id"
+    residues = np.asarray(_column(d, comp_key, path, "residue names"))
+    names = np.asarray(_column(d, atom_key, path, "atom names"))
+    if "_atom_site.occupancy" in d:
+        occupancy = _numbers(d["_atom_site.occupancy"], path, "occupancy", 1.0, warnings)
+    else:
+        occupancy = np.ones(n)
+        warnings.append("no occupancy column: occupancy 1 assumed for every atom")
+    bfac = _numbers(get("_atom_site.B_iso_or_equiv", "?"), path, "B_iso_or_equiv", math.nan, warnings)
+    altloc = get("_atom_site.label_alt_id", ".")
+    altloc = np.where(np.isin(altloc, list(_CIF_NULL)), "", altloc)
+    no_chain = np.isin(chains, list(_CIF_NULL)) | (chains == "")
+    if no_chain.any():
+        warnings.append(f"{int(no_chain.sum())} atom(s) with no author chain id ('.' or '?')")
+    seq = get("_atom_site.auth_seq_id", "?") if "_atom_site.auth_seq_id" in d else get("_atom_site.label_seq_id", "?")
+    icode = get("_atom_site.pdbx_PDB_ins_code", "?")
+    residue_key = np.char.add(np.char.add(np.char.add(chains, "|"), np.char.add(seq, "|")), icode)
+    label_chain = get("_atom_site.label_asym_id", "?")
+    identity = list(zip(chains.tolist(), label_chain.tolist(), seq.tolist(), icode.tolist(),
+                        residues.tolist(), names.tolist(), altloc.tolist()))
+    if "_atom_site.pdbx_PDB_model_num" in d:
+        numbers = d["_atom_site.pdbx_PDB_model_num"]
+        order = {m: i + 1 for i, m in enumerate(dict.fromkeys(numbers))}  # 1-based, file order
+        model = np.asarray([order[m] for m in numbers], dtype=np.int64)
+    else:
+        model = _model_from_repeats(identity, warnings)
+    method = " ".join(str(m).upper() for m in d.get("_exptl.method", []) if m not in _CIF_NULL)
+    columns = dict(coords_A=coords, element=elements, residue_name=residues, auth_chain=chains,
+                   label_chain=label_chain, occupancy=occupancy,
+                   b_factor_A2=bfac, altloc=altloc, atom_name=names)
+    return _RawAtoms(columns, model, residue_key, method, warnings, identity)
 
 
-def _read_pdb(path: Path) -> AtomTable:
-    import warnings
+def _pdb_element(fullname: str, element: str) -> str:
+    """Element of a PDB-format atom as Biopython's PDBParser assigns it (inferred from
+    the atom name when columns 77-78 are blank or not an element)."""
+    from Bio.Data.IUPACData import atom_weights
 
-    from Bio.PDB import PDBParser
+    if element and element.capitalize() in atom_weights:
+        return element
+    import warnings as _warnings
+
+    from Bio.PDB.Atom import Atom
     from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", PDBConstructionWarning)
+        return Atom(fullname.strip(), np.zeros(3), 0.0, 1.0, " ", fullname, 0, element=element or None).element
+
+
+def _read_pdb(path: Path) -> _RawAtoms:
+    """Every ATOM/HETATM record of a PDB-format file (all residue variants of a
+    microheterogeneous position, all alt-locs, all models), by the wwPDB v3.3 columns."""
+    rows, model_numbers, method, warnings = [], [], "", []
+    has_model_records, model, blank_occupancy, blank_chain = False, 1, 0, 0
     try:
-        with _open_text(path) as handle, warnings.catch_warnings():
-            # element inference for files without the element column is expected
-            warnings.simplefilter("ignore", PDBConstructionWarning)
-            structure = PDBParser(QUIET=True).get_structure(path.name, handle)
-    except (EOFError, OSError, ValueError, UnicodeDecodeError) as err:
+        with _open_text(path) as handle:
+            for lineno, line in enumerate(handle, start=1):
+                record = line[:6]
+                if record == "MODEL ":
+                    if has_model_records:
+                        model += 1
+                    has_model_records = True
+                elif record == "EXPDTA":
+                    method = line[10:].strip().split(";")[0].strip().upper()
+                elif record in ("ATOM  ", "HETATM"):
+                    try:
+                        xyz = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
+                    except ValueError:
+                        raise StructureParseError(
+                            f"{path}:{lineno}: {record.strip()} record without numeric x, y, z "
+                            f"in columns 31-54: {line.rstrip()[:60]!r}") from None
+                    occupancy = line[54:60].strip()
+                    if not occupancy:
+                        blank_occupancy += 1
+                    bfac = line[60:66].strip()
+                    chain = line[21].strip() if len(line) > 21 else ""
+                    blank_chain += not chain
+                    fullname = line[12:16]
+                    rows.append((xyz, _pdb_element(fullname, line[76:78].strip().upper()),
+                                 line[17:20].strip(), chain, float(occupancy) if occupancy else 1.0,
+                                 float(bfac) if bfac else math.nan, line[16].strip(),
+                                 fullname.strip(), f"{chain}|{line[22:26].strip()}|{line[26].strip()}"))
+                    model_numbers.append(model)
+    except (EOFError, OSError, UnicodeDecodeError, zlib.error) as err:
         raise StructureParseError(f"{path}: cannot read PDB format ({type(err).__name__}: {err})") from None
-    models = list(structure)
-    if not models:
-        raise StructureParseError(f"{path}: no models / no ATOM records")
-    rows = []
-    for chain in models[0]:
-        for residue in chain:
-            for atom in residue.get_unpacked_list():  # every alt-loc conformer
-                rows.append((atom.coord, atom.element, residue.get_resname(), chain.id,
-                             atom.occupancy, atom.bfactor, atom.altloc.strip(), atom.get_name()))
+    except ValueError as err:
+        raise StructureParseError(f"{path}: bad occupancy or B-factor ({err})") from None
     if not rows:
-        raise StructureParseError(f"{path}: no atoms in the first model")
-    coords, element, resname, chain_id, occ, bfac, alt, name = zip(*rows)
-    return AtomTable(
-        coords_A=np.asarray(coords, dtype=np.float64), element=np.char.upper(np.asarray(element)),
-        residue_name=np.asarray(resname), auth_chain=np.asarray(chain_id),
-        label_chain=np.full(len(rows), "?"),
-        occupancy=np.asarray([1.0 if o is None else o for o in occ], dtype=np.float64),
-        b_factor_A2=np.asarray(bfac, dtype=np.float64), altloc=np.asarray(alt),
-        atom_name=np.asarray(name))
+        raise StructureParseError(f"{path}: no ATOM/HETATM records")
+    if blank_occupancy:
+        warnings.append(f"{blank_occupancy} atom(s) without occupancy: 1 assumed")
+    if blank_chain:
+        warnings.append(f"{blank_chain} atom(s) with a blank chain id")
+    coords, element, resname, chain_id, occ, bfac, alt, name, residue_key = zip(*rows)
+    identity = list(zip(residue_key, resname, alt, name))
+    if has_model_records:
+        model_index = np.asarray(model_numbers, dtype=np.int64)
+    else:
+        model_index = _model_from_repeats(identity, warnings)
+    columns = dict(coords_A=np.asarray(coords, dtype=np.float64), element=np.asarray(element),
+                   residue_name=np.asarray(resname), auth_chain=np.asarray(chain_id),
+                   label_chain=np.full(len(rows), "?"), occupancy=np.asarray(occ, dtype=np.float64),
+                   b_factor_A2=np.asarray(bfac, dtype=np.float64), altloc=np.asarray(alt),
+                   atom_name=np.asarray(name))
+    return _RawAtoms(columns, model_index, np.asarray(residue_key), method, warnings, identity)
 
 
-def _select(table: AtomTable, mask: np.ndarray) -> AtomTable:
-    return AtomTable(**{k: v[mask] for k, v in table.__dict__.items()})
+def _apply_model_policy(raw: _RawAtoms) -> AtomTable:
+    """One model, or all models merged when they are the conformers of an X-ray entry.
+
+    Rule: a file with several models keeps the first, unless its method is a
+    diffraction method (X-ray, neutron, electron crystallography) and the models are
+    alternative conformers: every atom found in more than one model has occupancies
+    that sum to at most 1 (+0.05) over the models. Then all models are kept, each atom
+    with its own occupancy (as alt-locs are), and atoms without an alt-loc id get the
+    model number as one ("1", "2", ...).
+    """
+    warnings = list(raw.warnings)
+    keep = _first_of_repeats(raw.model, raw.identity, warnings)
+    columns = {k: v[keep] for k, v in raw.columns.items()}
+    raw = _RawAtoms(columns, raw.model[keep], raw.residue_key[keep], raw.method, warnings, [])
+    n_models = int(raw.model.max())
+    if n_models == 1:
+        return AtomTable(**columns, n_models=1, model_policy="single", warnings=tuple(warnings))
+    diffraction = any(m in raw.method for m in DIFFRACTION_METHODS)
+    if diffraction:
+        key = np.char.add(np.char.add(raw.residue_key, "|"),
+                          np.char.add(np.char.add(columns["residue_name"], "|"), columns["atom_name"]))
+        keys, inverse = np.unique(key, return_inverse=True)
+        occupancy_sum = np.bincount(inverse, weights=columns["occupancy"], minlength=len(keys))
+        pairs = np.unique(np.stack([inverse, raw.model]), axis=1)
+        in_several = np.bincount(pairs[0], minlength=len(keys)) > 1
+        worst = float(occupancy_sum[in_several].max()) if in_several.any() else 0.0
+        if worst <= 1 + _OCCUPANCY_SUM_TOLERANCE:
+            columns["altloc"] = np.where(columns["altloc"] == "", raw.model.astype(str), columns["altloc"])
+            warnings.append(f"{n_models} models of a diffraction entry kept as conformers "
+                            f"(occupancies of an atom sum to <= {worst:.2f} over the models)")
+            return AtomTable(**columns, n_models=n_models, model_policy="merged", warnings=tuple(warnings))
+        warnings.append(f"{n_models} models of a diffraction entry whose occupancies sum to "
+                        f"{worst:.2f} > 1 over the models: first model only")
+    else:
+        warnings.append(f"{n_models} models ({raw.method or 'method not stated'}): first model only")
+    first = raw.model == 1
+    return AtomTable(**{k: v[first] for k, v in columns.items()}, n_models=n_models,
+                     model_policy="first", warnings=tuple(warnings))
 
 
 def _known_elements() -> frozenset[str]:
@@ -171,13 +355,19 @@ def _known_elements() -> frozenset[str]:
 
 
 def read_structure(path: str | Path) -> AtomTable:
-    """Parse the first model of an mmCIF or PDB-format file (gzip or plain).
+    """Parse an mmCIF or PDB-format file (gzip or plain) into one table of atoms.
 
-    Raises StructureParseError naming the file when it is unreadable, has no atoms,
+    Every atom record of the kept model(s) is kept: all alt-loc conformers and all
+    residue variants of a microheterogeneous position, each with its occupancy. Models
+    follow :func:`_apply_model_policy` (first model, or an X-ray entry's conformer
+    models merged); models are found by model number, MODEL records, or, failing both,
+    by the file's first atom recurring. Raises StructureParseError naming the file
+    when it is unreadable, lacks a required column (named), has no atoms,
     non-finite coordinates or element symbols that are not chemical elements.
     """
     path = Path(path)
-    table = _read_mmcif(path) if structure_format(path) == "mmcif" else _read_pdb(path)
+    raw = _read_mmcif(path) if structure_format(path) == "mmcif" else _read_pdb(path)
+    table = _apply_model_policy(raw)
     if len(table) == 0:
         raise StructureParseError(f"{path}: no atoms")
     if not np.isfinite(table.coords_A).all():
@@ -229,7 +419,9 @@ def write_structure(h5: h5py.File, chain_key: str, pdb_id: str, chain: str,
         g.create_dataset(name, data=values, compression="gzip", compression_opts=4,
                          shuffle=True, chunks=True if len(values) > 0 else None)
     g.attrs.update(pdb_id=pdb_id, chain=chain, source_path=str(source_path),
-                   source_format=structure_format(source_path), model=1, n_atoms=len(table))
+                   source_format=structure_format(source_path), n_models=table.n_models,
+                   model_policy=table.model_policy, warnings="\n".join(table.warnings),
+                   n_atoms=len(table))
     return n_chain
 
 
@@ -294,7 +486,7 @@ def read_header(path: str | Path) -> dict:
                     break
     table = read_structure(path)
     # residues counted by C-alpha atoms (first conformer only) outside the blocklist
-    ca = ((table.atom_name == "CA") & (table.element == "C") & (table.altloc <= "A")
+    ca = ((table.atom_name == "CA") & (table.element == "C") & np.isin(table.altloc, ["", "A", "1"])
           & ~np.isin(table.residue_name, list(nonbiological_residues())))
     meta["chain_lengths"] = {str(c): int(np.sum(ca & (table.auth_chain == c)))
                              for c in np.unique(table.auth_chain)}

@@ -7,6 +7,12 @@ equivox; input ids may be in either case.
 The stored file is always gzip-compressed and always complete: it is written to a
 temporary file in ``dest_dir``, decompressed in full to check it, and only then renamed
 into place, so a crash or a bad download never leaves a corrupt file at the final path.
+Every body is checked for size: a short read against the Content-Length, when the
+server sent one, is an error; a gzip body carries its own length and CRC; an
+uncompressed body (whose Content-Length may be missing or itself wrong) must also be
+structurally complete (:func:`text_completeness_problem`): mmCIF ends its last line,
+closes the ``_atom_site`` loop and, when it uses wwPDB ``#`` category terminators, ends
+with one; PDB format ends with an ``END`` (or ``ENDMDL``) record.
 
 Per-entry problems never raise; they become a :class:`FetchResult` status:
 
@@ -44,11 +50,17 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from equivox import __version__
+from equivox.errors import ReportedError
 
 log = logging.getLogger(__name__)
 
 Status = Literal["ok", "cached", "missing", "obsolete", "failed"]
 MANIFEST_COLUMNS = ("pdb_id", "status", "path", "attempts", "bytes", "reason")
+
+# Config keys of the ``structures`` section that change how hard fetching tries, not
+# which data result: scripts read them from the config, rules never take them as
+# params, and the origin database does not record them (changing them reruns nothing).
+OPERATIONAL_STRUCTURE_KEYS = ("retries", "backoff_s", "timeout_s", "max_failed_fraction")
 
 _PDB_ID = re.compile(r"[0-9][a-z0-9]{3}")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -65,6 +77,14 @@ _PDB_RECORDS = frozenset(
     "HETSYN FORMUL HELIX SHEET SSBOND LINK CISPEP SITE CRYST1 ORIGX1 ORIGX2 ORIGX3 "
     "SCALE1 SCALE2 SCALE3 MTRIX1 MTRIX2 MTRIX3 MODEL ATOM ANISOU TER HETATM".split()
 )
+
+
+class DownloadError(ReportedError, RuntimeError):
+    """A single-file download (e.g. the PISCES list) that failed after its retries."""
+
+
+class ShardFailedError(ReportedError):
+    """More entries of a shard failed than ``structures.max_failed_fraction`` allows."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +220,79 @@ def fetch_shard(
     counts = Counter(r.status for r in ordered)
     log.info("shard of %d entries -> %s: %s", len(ordered), manifest_path, dict(counts))
     return ordered
+
+
+def check_failed_fraction(results: list[FetchResult], max_failed_fraction: float,
+                          manifest_path: Path) -> None:
+    """Raise ShardFailedError when the share of "failed" entries exceeds the limit.
+
+    Only "failed" counts (network and content faults that a later try can cure);
+    "obsolete" and "missing" are statements about the archive and never fail a shard.
+    """
+    failed = [r for r in results if r.status == "failed"]
+    if results and len(failed) / len(results) > max_failed_fraction:
+        first = failed[0]
+        raise ShardFailedError(
+            f"{manifest_path}: {len(failed)} of {len(results)} entries failed "
+            f"({len(failed) / len(results):.0%}), more than config "
+            f"structures.max_failed_fraction = {max_failed_fraction:g}; first {first.pdb_id}: "
+            f"{first.reason}. A plain rerun retries this shard (stored entries are reused).")
+
+
+def rejected_manifest_path(manifest_path: Path) -> Path:
+    """Where a shard over the failure limit keeps its manifest (the job's own output is
+    removed by Snakemake when the job fails)."""
+    return Path(f"{manifest_path}.rejected")
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def fetch_summary(manifest_dir: Path) -> list[str]:
+    """End-of-run report lines for the manifests in ``manifest_dir`` ([] when none).
+
+    Counts entries by status over every shard's newest manifest (``{shard}.tsv``, or
+    ``{shard}.tsv.rejected`` when that shard last ended over the failure limit), names
+    the manifests holding failed and obsolete entries, and gives the command that
+    retries exactly the failed entries.
+    """
+    manifest_dir = Path(manifest_dir)
+    newest: dict[str, Path] = {}
+    for path in sorted(manifest_dir.glob("*.tsv")) + sorted(manifest_dir.glob("*.tsv.rejected")):
+        shard = path.name.split(".")[0]
+        if shard not in newest or path.stat().st_mtime >= newest[shard].stat().st_mtime:
+            newest[shard] = path
+    if not newest:
+        return []
+    counts: Counter = Counter()
+    with_status: dict[str, list[Path]] = {"failed": [], "obsolete": [], "missing": []}
+    for shard in sorted(newest):
+        statuses = Counter(row["status"] for row in read_manifest(newest[shard]))
+        counts.update(statuses)
+        for status, paths in with_status.items():
+            if statuses[status]:
+                paths.append(newest[shard])
+    order = ("ok", "cached", "obsolete", "missing", "failed")
+    lines = [f"equivox: structure downloads ({len(newest)} shard manifests in {manifest_dir})",
+             f"  {sum(counts.values())} entries: " + ", ".join(f"{counts[s]} {s}" for s in order)]
+    listed = lambda paths: " ".join(str(p) for p in paths[:8]) + (" ..." if len(paths) > 8 else "")  # noqa: E731
+    for status, note in (("obsolete", "HTTP 404/410, not retried"), ("missing", "not in the mirror")):
+        if counts[status]:
+            lines.append(f"  {counts[status]} {status} ({note}): {listed(with_status[status])}")
+    if counts["failed"]:
+        rejected = [p for p in with_status["failed"] if p.name.endswith(".rejected")]
+        accepted = [p for p in with_status["failed"] if p not in rejected]
+        lines.append(f"  {counts['failed']} FAILED (reasons in the manifests): {listed(with_status['failed'])}")
+        if rejected:
+            lines.append(f"  {len(rejected)} shard(s) over structures.max_failed_fraction: their "
+                         "jobs failed, and a plain rerun retries them")
+        if accepted:
+            lines.append("  retry exactly the failed entries (stored files are reused, not fetched again):")
+            lines.append("    snakemake <your usual options and targets> --forcerun "
+                         + " ".join(str(p) for p in accepted))
+    return lines
 
 
 def shard_ids(pdb_ids: Iterable[str], n_shards: int) -> list[list[str]]:
@@ -341,7 +434,8 @@ def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
     try:
         with open(tmp, "xb") as out:
             head = source.read(2)
-            if head == _GZIP_MAGIC:
+            compressed_source = head == _GZIP_MAGIC
+            if compressed_source:
                 out.write(head)
                 shutil.copyfileobj(source, out, _CHUNK_BYTES)
             else:
@@ -358,6 +452,10 @@ def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
         if missing_bytes:
             raise http.client.IncompleteRead(b"", missing_bytes)
         fmt = _structure_format(tmp)
+        if not compressed_source:
+            problem = text_completeness_problem(tmp, fmt)
+            if problem:
+                raise ValueError(f"incomplete {'mmCIF' if fmt == 'cif' else 'PDB'} text: {problem}")
         final = dest_dir / f"{pdb_id}.{fmt}.gz"
         os.replace(tmp, final)
         return final
@@ -386,6 +484,51 @@ def _structure_format(path: Path) -> Literal["cif", "pdb"]:
     if not head:
         raise ValueError("empty after decompression")
     raise ValueError(f"neither mmCIF (no data_ block) nor PDB format: starts {first_line[:40]!r}")
+
+
+_CIF_LOOP_END = ("#", "_", "loop_", "data_", "save_", "global_", "stop_")
+
+
+def text_completeness_problem(path: Path, fmt: Literal["cif", "pdb"]) -> str | None:
+    """Why the gzip-compressed structure text at ``path`` looks cut short, or None.
+
+    For text that arrived uncompressed (no CRC, Content-Length possibly absent or
+    wrong). mmCIF: the last line is complete (ends with a newline), the file has an
+    ``_atom_site`` loop that is closed by the next category or ``#`` rather than by the
+    end of the file, and a file written with wwPDB ``#`` category terminators ends
+    with one. PDB format: the last record is ``END`` (wwPDB format v3.3, mandatory) or
+    ``ENDMDL``.
+    """
+    last, ends_with_newline, hashes = "", True, False
+    in_atom_site_header = in_atom_site_rows = saw_atom_site = False
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as text:
+        for line in text:
+            ends_with_newline = line.endswith("\n")
+            stripped = line.strip()
+            if not stripped:
+                continue
+            last = stripped
+            if fmt != "cif":
+                continue
+            hashes |= stripped == "#"
+            if stripped.startswith("_atom_site."):
+                in_atom_site_header = saw_atom_site = True
+            elif in_atom_site_header or in_atom_site_rows:
+                ended = stripped.startswith(_CIF_LOOP_END)
+                in_atom_site_rows = not ended
+                in_atom_site_header = False
+    if fmt == "pdb":
+        record = last[:6].strip()
+        return None if record in ("END", "ENDMDL") else f"last record is {last[:20]!r}, not END"
+    if not ends_with_newline:
+        return f"last line {last[-40:]!r} is cut (no newline at the end)"
+    if not saw_atom_site:
+        return "no _atom_site loop (ends before the coordinates)"
+    if in_atom_site_rows:
+        return "ends inside the _atom_site loop"
+    if hashes and last != "#":
+        return f"does not end with the '#' closing its last category (ends {last[-40:]!r})"
+    return None
 
 
 # --- manifest ----------------------------------------------------------------------------
@@ -450,4 +593,4 @@ def download_file(url: str, dest: Path, retries: int = 4, backoff_s: float = 1.0
             wait_s = _backoff_delay_s(backoff_s, attempt - 1)
             log.warning("%s: attempt %d failed (%s); retrying in %.2f s", url, attempt, reason, wait_s)
             time.sleep(wait_s)
-    raise RuntimeError(f"could not download {url}: {reason}")
+    raise DownloadError(f"could not download {url} after {attempt} attempt(s): {reason}")

@@ -120,6 +120,33 @@ def build_origin_db(path: str | Path, records: list[StructureRecord],
     return counts
 
 
+EXCLUDED_COLUMNS = ("chain_key", "stage", "reason")
+# a repeat of a listed chain; its first listing's fate is the chain's fate
+DUPLICATE_REASON = "duplicate entry in list"
+
+
+def excluded_chains(listed: list[str], reasons: list[tuple[str, str, str]],
+                    in_database: set[str]) -> list[tuple[str, str, str]]:
+    """The exact excluded list: every listed chain not in the database, once.
+
+    listed: every chain key of the PISCES list (kept and dropped, repeats allowed).
+    reasons: (chain_key, stage, reason) rows from the stages, in stage order (pisces,
+    fetch, parse, origins); a chain's first row wins, except that a "duplicate entry
+    in list" row only counts when nothing else is said about the chain. A chain in
+    the database is never listed, whatever a row says (the repeat of a kept chain);
+    a listed chain that no stage explains is listed with stage "unknown".
+    Returns rows sorted by chain key.
+    """
+    first: dict[str, tuple[str, str, str]] = {}
+    for key, stage, reason in reasons:
+        if key not in first or first[key][2] == DUPLICATE_REASON != reason:
+            first[key] = (key, stage, reason)
+    rows = []
+    for key in sorted(set(listed) - set(in_database)):
+        rows.append(first.get(key, (key, "unknown", "not in any stage's output")))
+    return rows
+
+
 def _nullable(value: float):
     return None if value is None or value != value else float(value)
 

@@ -1,15 +1,21 @@
-"""PISCES culled lists: parse the real format, re-filter by config thresholds.
+"""PISCES culled lists: parse the real formats, re-filter by config thresholds.
 
-A PISCES list (Dunbrack lab) looks like::
+The Dunbrack server has written two headers; both are read, in any column order::
 
-    IDs         length  Exptl.  resolution  R-factor  FreeRvalue
+    PDBchain   len  method  resol  rfac  freerfac          (lists made today)
+    5D8VA       80    XRAY   0.48  0.072    0.078
+    7AF2AAA    117    XRAY   1.70  0.19     0.23
+
+    IDs         length  Exptl.  resolution  R-factor  FreeRvalue   (older lists)
     12ASA          330    XRAY       2.200      0.16        0.29
-    1A0BAAA        117    XRAY       1.700      0.19        0.23
 
 Each id is a 4-character PDB code followed by the *author* chain id
 (``auth_asym_id``), which may be several characters long (``AAA`` above). Values
 that are not known are written ``NA`` (the demo list made from file headers uses
-this; never a made-up number) and the filter's ``unknown`` policy decides.
+this; never a made-up number) and the filter's ``unknown`` policy decides. Older lists
+wrote ``1.00`` for an R-factor or free R value that the entry does not state (139 of
+15,139 rows of a 2019 list; the same chains are ``NA`` in later lists): an R value of
+exactly 1 is read as unknown too. Columns other than the six are ignored.
 """
 from __future__ import annotations
 
@@ -19,12 +25,29 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ReportedError
+
 HEADER_FIELDS = ("IDs", "length", "Exptl.", "resolution", "R-factor", "FreeRvalue")
+# column name (as the server writes it) -> field, for every header format seen
+COLUMN_NAMES = {
+    "IDs": "id", "PDBchain": "id",
+    "length": "length", "len": "length",
+    "Exptl.": "method", "method": "method",
+    "resolution": "resolution", "resol": "resolution",
+    "R-factor": "r_factor", "rfac": "r_factor",
+    "FreeRvalue": "r_free", "freerfac": "r_free",
+}
+FIELDS = ("id", "length", "method", "resolution", "r_factor", "r_free")
+EXPECTED_HEADERS = ("'PDBchain len method resol rfac freerfac' (current lists) or "
+                    "'IDs length Exptl. resolution R-factor FreeRvalue' (older lists)")
+# written by older lists for an R value the entry does not state
+R_NOT_STATED = 1.0
 _ID_RE = re.compile(r"^([0-9][A-Za-z0-9]{3})([A-Za-z0-9]{1,4})$")
 
 
-class PiscesFormatError(ValueError):
-    """A PISCES list line that does not follow the format; names file and line."""
+class PiscesFormatError(ReportedError):
+    """A PISCES list line that does not follow the format; names file, line and what
+    was expected in one line (scripts print it without a traceback)."""
 
 
 @dataclass(frozen=True)
@@ -54,54 +77,81 @@ def _number(token: str, path: Path, lineno: int, field: str) -> float:
         ) from None
 
 
+def _r_value(token: str, path: Path, lineno: int, field: str) -> float:
+    value = _number(token, path, lineno, field)
+    return math.nan if value == R_NOT_STATED else value
+
+
+def _header_columns(tokens: list[str], path: Path, lineno: int) -> dict[str, int] | None:
+    """field -> column index, or None when the line is not a header at all."""
+    known = {COLUMN_NAMES[t]: i for i, t in reversed(list(enumerate(tokens))) if t in COLUMN_NAMES}
+    if "id" not in known:
+        return None
+    missing = [f for f in FIELDS if f not in known]
+    if missing:
+        raise PiscesFormatError(
+            f"{path}:{lineno}: header lacks the column(s) for {', '.join(missing)}; expected "
+            f"{EXPECTED_HEADERS}, got {' '.join(tokens)!r}")
+    return known
+
+
 def parse_pisces(path: str | Path) -> list[PiscesChain]:
-    """Read a PISCES list. Raises :class:`PiscesFormatError` naming the line."""
+    """Read a PISCES list (either header format, any column order).
+
+    Raises :class:`PiscesFormatError` naming file, line and what was expected.
+    """
     path = Path(path)
     chains: list[PiscesChain] = []
-    seen_header = False
-    with open(path, encoding="utf-8") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            tokens = line.split()
-            if tokens[0] == "IDs":
-                if tuple(tokens) != HEADER_FIELDS:
-                    raise PiscesFormatError(
-                        f"{path}:{lineno}: header should be {' '.join(HEADER_FIELDS)!r}, "
-                        f"got {line!r}")
-                seen_header = True
-                continue
-            if not seen_header:
+    columns: dict[str, int] | None = None
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as err:
+        raise PiscesFormatError(f"{path}: cannot read the PISCES list ({err.strerror})") from None
+    with handle:
+        try:
+            lines = handle.readlines()
+        except UnicodeDecodeError as err:
+            raise PiscesFormatError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.split()
+        if columns is None:
+            columns = _header_columns(tokens, path, lineno)
+            if columns is None:
                 raise PiscesFormatError(
-                    f"{path}:{lineno}: expected the header line "
-                    f"{' '.join(HEADER_FIELDS)!r} before the first entry, got {line!r}")
-            if len(tokens) != len(HEADER_FIELDS):
-                raise PiscesFormatError(
-                    f"{path}:{lineno}: expected {len(HEADER_FIELDS)} columns "
-                    f"({' '.join(HEADER_FIELDS)}), got {len(tokens)}: {line!r}")
-            match = _ID_RE.match(tokens[0])
-            if match is None:
-                raise PiscesFormatError(
-                    f"{path}:{lineno}: field 'IDs' should be a 4-character PDB code "
-                    f"followed by a 1-4 character chain id, got {tokens[0]!r}")
-            try:
-                length = int(tokens[1])
-            except ValueError:
-                raise PiscesFormatError(
-                    f"{path}:{lineno}: field 'length' should be an integer, "
-                    f"got {tokens[1]!r}") from None
-            chains.append(PiscesChain(
-                pdb_id=match.group(1).lower(),
-                chain=match.group(2),
-                length=length,
-                method=tokens[2].upper(),
-                resolution_A=_number(tokens[3], path, lineno, "resolution"),
-                r_factor=_number(tokens[4], path, lineno, "R-factor"),
-                r_free=_number(tokens[5], path, lineno, "FreeRvalue"),
-            ))
-    if not seen_header:
-        raise PiscesFormatError(f"{path}: no header line {' '.join(HEADER_FIELDS)!r} found")
+                    f"{path}:{lineno}: expected a header line {EXPECTED_HEADERS} before the "
+                    f"first entry, got {line[:80]!r}")
+            n_columns = len(tokens)
+            continue
+        if len(tokens) != n_columns:
+            raise PiscesFormatError(
+                f"{path}:{lineno}: expected {n_columns} columns as in the header, "
+                f"got {len(tokens)}: {line[:80]!r}")
+        field = {name: tokens[i] for name, i in columns.items()}
+        match = _ID_RE.match(field["id"])
+        if match is None:
+            raise PiscesFormatError(
+                f"{path}:{lineno}: the id column should hold a 4-character PDB code "
+                f"followed by a 1-4 character chain id (e.g. 7AF2AAA), got {field['id']!r}")
+        try:
+            length = int(field["length"])
+        except ValueError:
+            raise PiscesFormatError(
+                f"{path}:{lineno}: the length column should be an integer, "
+                f"got {field['length']!r}") from None
+        chains.append(PiscesChain(
+            pdb_id=match.group(1).lower(),
+            chain=match.group(2),
+            length=length,
+            method=field["method"].upper(),
+            resolution_A=_number(field["resolution"], path, lineno, "resolution"),
+            r_factor=_r_value(field["r_factor"], path, lineno, "R-factor"),
+            r_free=_r_value(field["r_free"], path, lineno, "FreeRvalue"),
+        ))
+    if columns is None:
+        raise PiscesFormatError(f"{path}: empty; expected a header line {EXPECTED_HEADERS}")
     return chains
 
 
@@ -187,11 +237,11 @@ def read_chain_table(path: str | Path) -> list[PiscesChain]:
 
 
 def write_pisces(path: str | Path, chains) -> None:
-    """Write chains in the PISCES list format (used for the demo list)."""
+    """Write chains in the current PISCES list format (used for the demo list)."""
     fmt = lambda v, p: "NA" if math.isnan(v) else f"{v:.{p}f}"  # noqa: E731
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write("IDs         length  Exptl.  resolution  R-factor  FreeRvalue\n")
+        handle.write("PDBchain       len  method  resol    rfac  freerfac\n")
         for c in chains:
             handle.write(f"{c.pdb_id.upper() + c.chain:<12}{c.length:>6}  {c.method:>6}  "
-                         f"{fmt(c.resolution_A, 3):>10}  {fmt(c.r_factor, 2):>8}  "
-                         f"{fmt(c.r_free, 2):>10}\n")
+                         f"{fmt(c.resolution_A, 3):>5}  {fmt(c.r_factor, 3):>6}  "
+                         f"{fmt(c.r_free, 3):>8}\n")

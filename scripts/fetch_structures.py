@@ -2,18 +2,24 @@
 
 input.ids: the shard's id list, either a TSV with a ``pdb_id`` column (what rule
 shard_ids writes: one row per chain) or plain text with one PDB id per line.
-params: dest_dir, and the FetchSettings fields (url_template, mirror_dir, retries,
-backoff_s, timeout_s); None or "" leaves a field at its default.
+params: dest_dir, and where entries come from (url_template or mirror_dir): what
+determines the data. How hard to try (structures.retries, backoff_s, timeout_s) and how
+many failures a shard may have (structures.max_failed_fraction) are read from the
+config, not params, so tuning them reruns nothing. None or "" leaves a field at its
+default. A shard with more failed entries than allowed ends non-zero; its manifest
+is kept as ``{manifest}.rejected`` for the end-of-run summary.
 """
 import csv
 import dataclasses
 import logging
 from pathlib import Path
 
-from equivox.download import FetchSettings, fetch_shard
-from equivox.logs import run_logged
+from equivox.download import (OPERATIONAL_STRUCTURE_KEYS, FetchSettings, check_failed_fraction,
+                              fetch_shard, rejected_manifest_path)
+from equivox.errors import run_script
 
 SETTINGS_FIELDS = tuple(f.name for f in dataclasses.fields(FetchSettings))
+OPERATIONAL_FIELDS = tuple(k for k in OPERATIONAL_STRUCTURE_KEYS if k in SETTINGS_FIELDS)
 
 
 def read_ids(ids_file) -> list[str]:
@@ -25,18 +31,33 @@ def read_ids(ids_file) -> list[str]:
     return [line.strip() for line in lines]
 
 
-def main(ids_file, dest_dir, manifest, settings_dict) -> None:
-    """Fetch every id in ``ids_file`` into ``dest_dir``; write the TSV ``manifest``."""
+def main(ids_file, dest_dir, manifest, settings_dict, max_failed_fraction=1.0) -> None:
+    """Fetch every id in ``ids_file`` into ``dest_dir``; write the TSV ``manifest``.
+
+    Raises ShardFailedError (one line, no traceback) when the share of failed entries
+    exceeds ``max_failed_fraction``, after moving the manifest to its rejected name.
+    """
     ids = read_ids(ids_file)
     settings = FetchSettings(**{k: v for k, v in settings_dict.items() if v not in (None, "")})
     logging.getLogger("equivox").info("%s: %s", ids_file, settings)
+    rejected = rejected_manifest_path(Path(manifest))
+    rejected.unlink(missing_ok=True)
     # No progress bar: parallel shards would interleave theirs on one terminal.
-    fetch_shard(ids, Path(dest_dir), settings, Path(manifest), progress=False)
+    results = fetch_shard(ids, Path(dest_dir), settings, Path(manifest), progress=False)
+    try:
+        check_failed_fraction(results, max_failed_fraction, Path(manifest))
+    except Exception:
+        Path(manifest).replace(rejected)
+        raise
 
 
 if "snakemake" in globals():
-    run_logged(main, snakemake.log[0],  # noqa: F821 - injected by Snakemake
+    structures = snakemake.config["structures"]  # noqa: F821 - operational keys, not params
+    run_script(main, snakemake.log[0],  # noqa: F821 - injected by Snakemake
                ids_file=snakemake.input.ids,  # noqa: F821
                dest_dir=snakemake.params.dest_dir,  # noqa: F821
                manifest=snakemake.output.manifest,  # noqa: F821
-               settings_dict={name: snakemake.params.get(name) for name in SETTINGS_FIELDS})  # noqa: F821
+               settings_dict={**{name: snakemake.params.get(name) for name in SETTINGS_FIELDS  # noqa: F821
+                                 if name not in OPERATIONAL_FIELDS},
+                              **{name: structures[name] for name in OPERATIONAL_FIELDS}},
+               max_failed_fraction=structures["max_failed_fraction"])

@@ -5,7 +5,8 @@ import logging
 import h5py
 
 from equivox.logs import run_logged
-from equivox.origin_db import SPLITS, StructureRecord, assign_splits, build_origin_db
+from equivox.origin_db import (EXCLUDED_COLUMNS, SPLITS, StructureRecord, assign_splits,
+                               build_origin_db, excluded_chains)
 from equivox.pisces import read_chain_table
 from equivox.provenance import provenance
 
@@ -18,7 +19,8 @@ def _rows(path):
 def main(kept, dropped, manifests, failures, atoms, origins, db, summary, excluded, splits, origin_params, config):
     log = logging.getLogger("equivox")
     listed = {c.chain_key: c for c in read_chain_table(kept)}
-    excluded_rows = [(r["chain_key"], "pisces", r["reason"]) for r in _rows(dropped)]
+    dropped_rows = _rows(dropped)
+    excluded_rows = [(r["chain_key"], "pisces", r["reason"]) for r in dropped_rows]
     for path in failures:
         excluded_rows += [(r["chain_key"], r["stage"], r["reason"]) for r in _rows(path)]
     records = []
@@ -48,10 +50,12 @@ def main(kept, dropped, manifests, failures, atoms, origins, db, summary, exclud
         writer.writerow(["split", "structures", "origins"])
         for s in SPLITS:
             writer.writerow([s, counts[s]["structures"], counts[s]["origins"]])
+    excluded_rows = excluded_chains([*listed, *(r["chain_key"] for r in dropped_rows)],
+                                    excluded_rows, {r.chain_key for r in records})
     with open(excluded, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["chain_key", "stage", "reason"])
-        writer.writerows(sorted(excluded_rows))
+        writer.writerow(EXCLUDED_COLUMNS)
+        writer.writerows(excluded_rows)
     log.info("%s: %s; %d chains excluded (see %s)", db, counts, len(excluded_rows), excluded)
 
 

@@ -28,6 +28,8 @@ def main(ids_path, manifest_path, atoms_path, failures_path, extra_nonbiological
             try:
                 if row["pdb_id"] not in tables:
                     tables[row["pdb_id"]] = read_structure(entry["path"])
+                    for warning in tables[row["pdb_id"]].warnings:  # also in the store's attrs
+                        log.warning("%s: %s", entry["path"], warning)
                 write_structure(h5, row["chain_key"], row["pdb_id"], row["chain"],
                                 tables[row["pdb_id"]], entry["path"], blocklist)
             except StructureParseError as err:

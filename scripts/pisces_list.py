@@ -2,7 +2,7 @@
 import logging
 from collections import Counter
 
-from equivox.logs import run_logged
+from equivox.errors import ReportedError, run_script
 from equivox.pisces import PiscesFilter, filter_chains, parse_pisces, write_chain_table
 
 
@@ -20,9 +20,9 @@ def main(source, kept_path, dropped_path, criteria):
     for reason, n in Counter(r.split(" ")[0] for _, r in dropped).most_common():
         log.info("  dropped for %s: %d", reason, n)
     if not kept:
-        raise ValueError(f"{source}: no chain passes the filter {rule}; relax config 'pisces'")
+        raise ReportedError(f"{source}: no chain passes the filter {rule}; relax config 'pisces'")
 
 
 if "snakemake" in globals():
-    run_logged(main, snakemake.log[0], source=snakemake.input[0], kept_path=snakemake.output.kept,
+    run_script(main, snakemake.log[0], source=snakemake.input[0], kept_path=snakemake.output.kept,
                dropped_path=snakemake.output.dropped, criteria=snakemake.params.criteria)

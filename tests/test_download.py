@@ -9,18 +9,19 @@ import importlib.util
 import logging
 import runpy
 import socket
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from equivox import download
+from tests.http_server import Cut, ShortRead, local_server
 from equivox.download import (
     MANIFEST_COLUMNS,
+    DownloadError,
+    ShardFailedError,
+    check_failed_fraction,
+    fetch_summary,
     FetchResult,
     FetchSettings,
     download_file,
@@ -38,50 +39,6 @@ CIF_1YJP = (MMCIF / "1YJP.cif.gz").read_bytes()
 TRUNCATED_1YJP = CIF_1YJP[: len(CIF_1YJP) // 2]
 
 
-@dataclass(frozen=True)
-class ShortRead:
-    """A 200 reply whose Content-Length promises more than the body: the peer hangs up."""
-
-    body: bytes
-
-
-class Server:
-    """Replies per URL path, in order; the last one repeats. Unknown paths get 404."""
-
-    def __init__(self, port: int):
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.routes: dict[str, list] = {}
-        self.hits: Counter = Counter()
-        self.lock = threading.Lock()
-
-    @property
-    def url_template(self) -> str:
-        return self.base_url + "/{pdb_id}.cif.gz"
-
-    def next_reply(self, path: str):
-        with self.lock:
-            self.hits[path] += 1
-            replies = self.routes.get(path, [404])
-            return replies[min(self.hits[path], len(replies)) - 1]
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        reply = self.server.state.next_reply(self.path)
-        if isinstance(reply, int):
-            self.send_error(reply)
-            return
-        body = reply.body if isinstance(reply, ShortRead) else reply
-        self.send_response(200)
-        declared = len(body) + (1000 if isinstance(reply, ShortRead) else 0)
-        self.send_header("Content-Length", str(declared))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
     # A proxy from the environment would send 127.0.0.1 requests off the machine.
@@ -93,14 +50,8 @@ def no_proxy(monkeypatch):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.state = Server(httpd.server_address[1])
-    # A short poll interval so that shutdown() at teardown does not wait 0.5 s.
-    serve = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    serve.start()
-    yield httpd.state
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server() as state:
+        yield state
 
 
 def http_settings(url_template: str, **overrides) -> FetchSettings:
@@ -181,6 +132,53 @@ def test_short_uncompressed_body_is_retried(server, tmp_path):
 
     assert (result.status, result.attempts) == ("ok", 2)
     assert decompressed(result.path) == text
+
+
+CIF_TEXT = (MMCIF / "1YJP.cif").read_bytes()
+PDB_TEXT = (DATA / "1hvr.pdb").read_bytes()
+
+
+def cut_at_line(text: bytes, fraction: float) -> bytes:
+    """``text`` cut just after the line end nearest ``fraction`` of its length."""
+    return text[: text.index(b"\n", int(len(text) * fraction)) + 1]
+
+
+@pytest.mark.parametrize("content_length", [True, False], ids=["too-small-length", "no-length"])
+@pytest.mark.parametrize(
+    "text, cut, suffix",
+    [(CIF_TEXT, cut_at_line(CIF_TEXT, 0.95), "cif"),        # a line boundary inside _atom_site
+     (CIF_TEXT, CIF_TEXT[: len(CIF_TEXT) * 2 // 3], "cif"),  # mid-line
+     (CIF_TEXT, CIF_TEXT[:-3], "cif"),                       # only the closing "#" lost
+     (PDB_TEXT, cut_at_line(PDB_TEXT, 0.5), "pdb")],
+    ids=["cif-at-line", "cif-mid-line", "cif-last-line", "pdb-at-line"])
+def test_uncompressed_body_cut_without_a_true_length_is_retried(server, tmp_path, text, cut, suffix,
+                                                               content_length):
+    server.routes[f"/1YJP.{suffix}"] = [Cut(cut, content_length), text]
+
+    result = fetch_entry("1YJP", tmp_path, http_settings(server.base_url + "/{pdb_id}." + suffix))
+
+    assert (result.status, result.attempts) == ("ok", 2)
+    assert decompressed(result.path) == text
+
+
+def test_uncompressed_body_always_cut_fails_naming_why(server, tmp_path):
+    server.routes["/1YJP.cif"] = [Cut(cut_at_line(CIF_TEXT, 0.95), False)]
+
+    result = fetch_entry("1YJP", tmp_path, http_settings(server.base_url + "/{pdb_id}.cif", retries=1))
+
+    assert (result.status, result.attempts) == ("failed", 2)
+    assert "incomplete mmCIF text: ends inside the _atom_site loop" in result.reason
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("source", [MMCIF / "1YJP.cif", DATA / "1hvr.pdb", DATA / "4E43.pdb",
+                                    MMCIF / "3KPR.cif.gz", DATA / "1a28.pdb.gz"])
+def test_real_files_are_complete(tmp_path, source):
+    data = source.read_bytes()
+    path = tmp_path / "x.gz"
+    path.write_bytes(data if source.suffix == ".gz" else gzip.compress(data))
+    fmt = "cif" if ".cif" in source.name else "pdb"
+    assert download.text_completeness_problem(path, fmt) is None
 
 
 @pytest.mark.parametrize(
@@ -506,7 +504,7 @@ def test_script_writes_manifest_and_log(tmp_path, restore_root_logging, ids_text
     manifest, log_path = tmp_path / "manifests" / "shard_0.tsv", tmp_path / "shard_0.log"
 
     script = runpy.run_path(str(SCRIPT))  # what the Snakemake glue does, minus Snakemake
-    script["run_logged"](script["main"], log_path, ids_file=ids_file, dest_dir=tmp_path / "pdb",
+    script["run_script"](script["main"], log_path, ids_file=ids_file, dest_dir=tmp_path / "pdb",
                          manifest=manifest, settings_dict=settings)
 
     assert [(r["pdb_id"], r["status"]) for r in read_tsv(manifest)] == [
@@ -534,6 +532,42 @@ def test_pisces_list_download_retries_and_checks_content(server, tmp_path):
 
 def test_pisces_list_download_gives_up_naming_the_url(server, tmp_path):
     server.routes["/cullpdb"] = [503]
-    with pytest.raises(RuntimeError, match=r"/cullpdb: HTTP 503"):
+    with pytest.raises(DownloadError, match=r"/cullpdb after 2 attempt\(s\): HTTP 503"):
         download_file(server.base_url + "/cullpdb", tmp_path / "l.txt", retries=1, backoff_s=0.01)
     assert files_in(tmp_path) == []
+
+
+# --- failure limit and end-of-run summary -------------------------------------------
+
+
+def results_of(statuses):
+    return [FetchResult(f"{i + 1}abc", status, None, "HTTP 503" if status == "failed" else "", 1, 0)
+            for i, status in enumerate(statuses)]
+
+
+def test_failure_limit_counts_only_failed_entries(tmp_path):
+    manifest = tmp_path / "000.tsv"
+    check_failed_fraction(results_of(["ok", "obsolete", "missing", "failed"]), 0.25, manifest)
+    with pytest.raises(ShardFailedError, match=r"000.tsv: 2 of 4 entries failed \(50%\), more than "
+                                               r"config structures.max_failed_fraction = 0.25"):
+        check_failed_fraction(results_of(["ok", "failed", "failed", "cached"]), 0.25, manifest)
+    check_failed_fraction([], 0.0, manifest)
+
+
+def test_summary_counts_names_manifests_and_gives_the_retry_command(tmp_path):
+    def manifest(name, statuses):
+        download._write_manifest(results_of(statuses), tmp_path / name)
+
+    manifest("000.tsv", ["ok", "cached"])
+    manifest("001.tsv", ["ok", "failed", "obsolete"])
+    manifest("002.tsv.rejected", ["failed", "failed"])
+
+    lines = fetch_summary(tmp_path)
+
+    text = "\n".join(lines)
+    assert "7 entries: 2 ok, 1 cached, 1 obsolete, 0 missing, 3 failed" in text
+    assert f"1 obsolete (HTTP 404/410, not retried): {tmp_path / '001.tsv'}" in text
+    assert f"3 FAILED (reasons in the manifests): {tmp_path / '001.tsv'} {tmp_path / '002.tsv.rejected'}" in text
+    assert "1 shard(s) over structures.max_failed_fraction" in text
+    assert lines[-1].endswith(f"--forcerun {tmp_path / '001.tsv'}")
+    assert fetch_summary(tmp_path / "none") == []

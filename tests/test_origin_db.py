@@ -92,3 +92,19 @@ def test_safe_in_several_dataloader_workers(tmp_path, context):
                         multiprocessing_context=mp.get_context(context))
     got = torch.cat(list(loader))                         # 64 = 12 x 5 + 4: last batch short
     torch.testing.assert_close(got, expected)
+
+
+def test_excluded_list_is_exact():
+    from equivox.origin_db import excluded_chains
+
+    listed = ["1abc_A", "1abc_A", "2xyz_B", "2xyz_B", "3pqr_C", "4lmn_D", "5efg_E"]
+    reasons = [("1abc_A", "pisces", "duplicate entry in list"),      # repeat of a chain in the DB
+               ("2xyz_B", "pisces", "resolution 3.1 > 2.5"),
+               ("2xyz_B", "pisces", "duplicate entry in list"),
+               ("4lmn_D", "pisces", "duplicate entry in list"),      # first listing failed to fetch
+               ("4lmn_D", "fetch", "failed: HTTP 503"),
+               ("3pqr_C", "parse", "no atoms")]
+    rows = excluded_chains(listed, reasons, in_database={"1abc_A"})
+    assert rows == [("2xyz_B", "pisces", "resolution 3.1 > 2.5"), ("3pqr_C", "parse", "no atoms"),
+                    ("4lmn_D", "fetch", "failed: HTTP 503"),
+                    ("5efg_E", "unknown", "not in any stage's output")]

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,8 @@ def test_parses_real_format_with_multi_character_chains(tmp_path):
 
 @pytest.mark.parametrize("bad_line, words", [
     ("1ABCA 100 XRAY 2.0 0.2", "expected 6 columns"),
-    ("1ABCA ten XRAY 2.0 0.2 0.3", "'length'"),
-    ("ABC 100 XRAY 2.0 0.2 0.3", "'IDs'"),
+    ("1ABCA ten XRAY 2.0 0.2 0.3", "length column"),
+    ("ABC 100 XRAY 2.0 0.2 0.3", "id column"),
     ("1ABCA 100 XRAY high 0.2 0.3", "'resolution'"),
 ])
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, words):
@@ -44,8 +45,58 @@ def test_malformed_line_names_file_and_line(tmp_path, bad_line, words):
 
 
 def test_missing_header_is_an_error(tmp_path):
-    with pytest.raises(PiscesFormatError, match="header"):
+    with pytest.raises(PiscesFormatError, match="header") as err:
         parse_pisces(write(tmp_path, REAL_LIST.split("\n", 1)[1]))
+    assert "PDBchain len method resol rfac freerfac" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+FIXTURES = Path(__file__).parent / "data" / "pisces"
+FULL_STUDY = dict(max_resolution_A=2.5, max_r_free=0.3, min_length=40, methods=("XRAY",))
+
+
+def test_current_format_with_multi_character_chains_kept_and_dropped():
+    chains = parse_pisces(FIXTURES / "cullpdb_current_format.txt")
+    assert len(chains) == 12
+    assert ("7af2", "AAA") in {(c.pdb_id, c.chain) for c in chains}
+    assert {c.chain_key for c in chains} >= {"6zm5_BB", "5r81_a"}
+    assert chains[0].r_factor == 0.072 and chains[0].r_free == 0.078 and chains[0].length == 80
+
+    kept, dropped = filter_chains(chains, PiscesFilter(**FULL_STUDY, unknown="drop"))
+
+    assert [c.chain_key for c in kept] == ["5d8v_A", "3nir_A", "7af2_AAA", "6zm5_BB", "3x2m_A"]
+    reasons = {c.chain_key: r for c, r in dropped}
+    assert reasons == {"4y9w_A": "resolution 2.8 > 2.5", "2mxu_A": "method NMR not in ['XRAY']",
+                       "7k00_A": "method EM not in ['XRAY']", "1ejg_A": "R-free unknown",
+                       "8f2n_C": "length 35 outside [40, 10000]",
+                       "6zm5_BB": "duplicate entry in list", "5r81_a": "R-free 0.311 > 0.3"}
+    kept_if_unknown_kept = filter_chains(chains, PiscesFilter(**FULL_STUDY, unknown="keep"))[0]
+    assert len(kept_if_unknown_kept) == 6
+
+
+def test_old_format_r_free_one_means_not_stated():
+    chains = {c.chain_key: c for c in parse_pisces(FIXTURES / "cullpdb_2019_format.txt")}
+    assert len(chains) == 6 and chains["1a0b_AAA"].r_free == 0.23
+    assert math.isnan(chains["1gci_A"].r_free) and chains["1gci_A"].r_factor == 0.09
+
+    kept, dropped = filter_chains(chains.values(), PiscesFilter(**FULL_STUDY, unknown="keep"))
+
+    assert [c.chain_key for c in kept] == ["5d8v_A", "1a0b_AAA", "1gci_A"]
+    assert dict((c.chain_key, r) for c, r in dropped)["1etl_A"].startswith("length 12")
+    dropped_too = filter_chains(chains.values(), PiscesFilter(**FULL_STUDY, unknown="drop"))[1]
+    assert ("1gci_A", "R-free unknown") in {(c.chain_key, r) for c, r in dropped_too}
+
+
+def test_columns_in_another_order_and_extra_columns(tmp_path):
+    path = write(tmp_path, "method  PDBchain  freerfac  resol  len  rfac  note\n"
+                           "XRAY    7AF2AAA   0.230     1.70   117  0.190 x\n")
+    (chain,) = parse_pisces(path)
+    assert (chain.chain_key, chain.length, chain.resolution_A, chain.r_free) == ("7af2_AAA", 117, 1.7, 0.23)
+
+
+def test_header_lacking_a_column_names_it(tmp_path):
+    with pytest.raises(PiscesFormatError, match=r"cullpdb.txt:2: header lacks the column\(s\) for r_free"):
+        parse_pisces(write(tmp_path, "# list\nPDBchain len method resol rfac\n5D8VA 80 XRAY 0.48 0.07\n"))
 
 
 def test_filter_records_reasons_and_unknown_policy(tmp_path):

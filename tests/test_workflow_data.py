@@ -1,8 +1,11 @@
 """The data stage run by real Snakemake on real structures."""
 import csv
+import gzip
+import importlib.util
 import re
 import shutil
 import sqlite3
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,6 +18,7 @@ from equivox.origins import OriginParams, choose_origins
 from tests.workflow_helpers import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
+MMCIF = Path(importlib.util.find_spec("MDAnalysisTests").submodule_search_locations[0]) / "data" / "mmcif"
 
 
 def tsv(path):
@@ -123,3 +127,76 @@ def test_full_study_config_plans_every_stage(tmp_path):
     n_archs = len(yaml.safe_load((REPO / "config/architectures/full.yaml").read_text()))
     assert jobs["fetch_structures"] == "64" and jobs["train_model"] == str(n_archs), proc.stdout[-3000:]
     assert jobs["download_pisces"] == "1"
+
+
+def test_pisces_format_error_is_one_line_without_traceback(tmp_path):
+    (tmp_path / "list.txt").write_text("PDBchain len method resol rfac freerfac\n"
+                                       "5D8VA 80 XRAY 0.48 0.072 0.078\n7AF 117 XRAY 1.7 0.19 0.23\n")
+    config = {"pisces": {"source": "file", "path": str(tmp_path / "list.txt")}}
+    proc = snakemake(tmp_path, "results/pisces/kept.tsv", config=config, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'list.txt'}:3: the id column should hold a 4-character PDB code" in out
+    assert "Traceback" not in out and "PiscesFormatError" not in out
+
+
+def test_download_faults_are_summarised_fail_the_shard_and_are_retried(tmp_path, monkeypatch):
+    """PISCES list and entries from a real HTTP server on 127.0.0.1: an entry that always
+    answers 503 and one whose uncompressed body is cut without a Content-Length."""
+    from tests.http_server import Cut, local_server
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    text = {i: gzip.decompress((MMCIF / f"{i}.cif.gz").read_bytes()) for i in ("1YJP", "3PWP", "5PTI", "7ETN")}
+    pisces = (b"PDBchain len method resol rfac freerfac\n1YJPA 7 XRAY 1.80 0.18 0.19\n"
+              b"3PWPA 275 XRAY 2.69 0.21 0.26\n5PTIA 58 XRAY 1.00 0.20 NA\n7ETNA 4 XRAY 0.82 0.08 0.09\n")
+    with local_server() as server:
+        server.routes.update({f"/{i}.cif": [body] for i, body in text.items()})
+        server.routes["/5PTI.cif"] = [503]                                   # shard 000 with 1YJP
+        server.routes["/7ETN.cif"] = [Cut(text["7ETN"][: len(text["7ETN"]) * 9 // 10], False)]  # 001
+        server.routes["/cullpdb"] = [pisces]
+        config = {"pisces": {"source": "url", "url": server.base_url + "/cullpdb", "min_length": 1},
+                  "structures": {"source": "rcsb", "url_template": server.base_url + "/{pdb_id}.cif",
+                                 "n_shards": 2, "retries": 0, "backoff_s": 0, "timeout_s": 5}}
+
+        # 1: each shard lost 1 of 2 entries, over the default limit of 5%: the run fails
+        failed = snakemake(tmp_path, "results/origins.sqlite", config=config, check=False)
+        out = failed.stdout + failed.stderr
+        assert failed.returncode != 0
+        assert "more than config structures.max_failed_fraction = 0.05" in out and "Traceback" not in out
+        assert "over structures.max_failed_fraction" in out and ".tsv.rejected" in out
+
+        # 2: the limit raised, a plain rerun retries the failed shards; summary and command
+        config["structures"]["max_failed_fraction"] = 0.5
+        allowed = snakemake(tmp_path, "results/origins.sqlite", config=config)
+        assert "8 entries" not in allowed.stdout
+        assert "2 FAILED (reasons in the manifests)" in allowed.stdout, allowed.stdout[-3000:]
+        manifests = {r["pdb_id"]: r for path in sorted((tmp_path / "results/structures/manifests").glob("*.tsv"))
+                     for r in tsv(path)}
+        assert manifests["5pti"]["status"] == "failed" and "HTTP 503" in manifests["5pti"]["reason"]
+        assert "incomplete mmCIF text: last line" in manifests["7etn"]["reason"]
+        excluded = {r["chain_key"]: r["stage"] for r in tsv(tmp_path / "results/origins.excluded.tsv")}
+        assert excluded["5pti_A"] == excluded["7etn_A"] == "fetch"
+        command = re.search(r"--forcerun (.+)$", allowed.stdout, re.M).group(1).split()
+        assert command == ["results/structures/manifests/000.tsv", "results/structures/manifests/001.tsv"]
+
+        # 3: the server healed, the printed command fetches exactly the failed entries
+        server.routes["/5PTI.cif"], server.routes["/7ETN.cif"] = [text["5PTI"]], [text["7ETN"]]
+        hits_before = dict(server.hits)
+        snakemake(tmp_path, "results/origins.sqlite", "--forcerun", *command, config=config)
+        fetched = {path: n - hits_before.get(path, 0) for path, n in server.hits.items()}
+        assert {p: n for p, n in fetched.items() if n} == {"/5PTI.cif": 1, "/7ETN.cif": 1}
+        in_db = {r["chain_key"] for r in OriginDB(tmp_path / "results/origins.sqlite").structures()}
+        excluded = {r["chain_key"]: r["stage"] for r in tsv(tmp_path / "results/origins.excluded.tsv")}
+        assert "5pti_A" in in_db and "fetch" not in excluded.values()
+        assert not in_db & set(excluded)
+
+        # 4 (issue 11): operational keys are not params: changing them reruns nothing
+        tuned = {**config, "structures": {**config["structures"], "retries": 7, "backoff_s": 3,
+                                          "timeout_s": 30, "max_failed_fraction": 0.2}}
+        proc = snakemake(tmp_path, "results/origins.sqlite", "-n", config=tuned)
+        assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+        moved = {**config, "pisces": {**config["pisces"], "url": server.base_url + "/cullpdb?v=2"}}
+        proc = snakemake(tmp_path, "results/origins.sqlite", "-n", config=moved)
+        assert re.search(r"^download_pisces\s+1$", proc.stdout, re.M), proc.stdout[-2000:]

@@ -6,6 +6,7 @@ rule demo_data:
     output:
         pisces=f"{RESULTS}/demo/pisces.txt",
     params:
+        code=code_of("scripts/demo_data.py"),
         mirror=f"{RESULTS}/demo/mirror",
         max_structures=config["demo"]["max_structures"],
     conda:
@@ -20,10 +21,10 @@ rule download_pisces:
     output:
         f"{RESULTS}/pisces/downloaded.txt",
     params:
+        code=code_of("scripts/download_pisces.py"),
+        # retries, backoff_s and timeout_s are operational: the script reads them from the
+        # config, so tuning them reruns nothing
         url=config["pisces"]["url"],
-        retries=config["structures"]["retries"],
-        backoff_s=config["structures"]["backoff_s"],
-        timeout_s=config["structures"]["timeout_s"],
     conda:
         CONDA_ENV
     log:
@@ -39,6 +40,7 @@ rule pisces_list:
         kept=f"{RESULTS}/pisces/kept.tsv",
         dropped=f"{RESULTS}/pisces/dropped.tsv",
     params:
+        code=code_of("scripts/pisces_list.py"),
         criteria=config["pisces"],
     conda:
         CONDA_ENV
@@ -53,6 +55,8 @@ rule shard_ids:
         f"{RESULTS}/pisces/kept.tsv",
     output:
         expand(f"{RESULTS}/structures/shards/{{shard}}.tsv", shard=SHARDS),
+    params:
+        code=code_of("scripts/shard_ids.py"),
     conda:
         CONDA_ENV
     log:
@@ -68,15 +72,15 @@ rule fetch_structures:
     output:
         manifest=f"{RESULTS}/structures/manifests/{{shard}}.tsv",
     params:
+        code=code_of("scripts/fetch_structures.py"),
         # files live outside the declared outputs: a failed or interrupted shard keeps
         # what it already fetched, and the rerun only fetches what is missing
         dest_dir=f"{RESULTS}/structures/files",
         mirror_dir=structure_source()[0],
         # a function: Snakemake would read {pdb_id} in a plain string as a wildcard
         url_template=lambda wildcards: structure_source()[1],
-        retries=config["structures"]["retries"],
-        backoff_s=config["structures"]["backoff_s"],
-        timeout_s=config["structures"]["timeout_s"],
+        # retries, backoff_s, timeout_s and max_failed_fraction are operational: the
+        # script reads them from the config, so tuning them reruns nothing
     conda:
         CONDA_ENV
     log:
@@ -95,6 +99,7 @@ rule parse_atoms:
         atoms=f"{RESULTS}/atoms/{{shard}}.h5",
         failures=f"{RESULTS}/atoms/{{shard}}.failures.tsv",
     params:
+        code=code_of("scripts/parse_atoms.py"),
         extra_nonbiological=config["atoms"]["extra_nonbiological"],
         keep_biological=config["atoms"]["keep_biological"],
     conda:
@@ -113,6 +118,7 @@ rule choose_origins:
     output:
         origins=f"{RESULTS}/origins/{{shard}}.h5",
     params:
+        code=code_of("scripts/choose_origins.py"),
         origins=config["origins"],
     conda:
         CONDA_ENV
@@ -137,11 +143,12 @@ rule origin_database:
         summary=f"{RESULTS}/origins.summary.tsv",
         excluded=f"{RESULTS}/origins.excluded.tsv",
     params:
+        code=code_of("scripts/origin_database.py"),
         splits=config["splits"],
         origins=config["origins"],
-        # recorded in the DB's metadata: the sections the data stage depends on, not the
-        # whole config (a training or plotting edit must not rebuild the DB and retrain)
-        config={key: config[key] for key in ("demo", "pisces", "structures", "atoms", "origins", "splits")},
+        # recorded in the DB's metadata: the settings the data depend on, not the whole
+        # config (a training, plotting or network-tuning edit must not rebuild the DB)
+        config=data_settings(),
     conda:
         CONDA_ENV
     log:
