@@ -14,4 +14,5 @@ if "snakemake" in globals():
     run_logged(main, snakemake.log[0], weights=snakemake.input.weights, views=snakemake.input.views,
                table=snakemake.output.table, threads=snakemake.threads,
                n_examples=snakemake.params.n_examples, tau=snakemake.params.tau,
+               open_fraction=snakemake.params.open_fraction,
                batch_size=snakemake.params.batch_size, device=snakemake.params.device)
