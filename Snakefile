@@ -5,7 +5,7 @@ import re
 
 from snakemake.utils import min_version
 
-from equivox.config import validate_config
+from equivox.config import check_devices, validate_config
 
 min_version("9.0")
 
@@ -45,10 +45,19 @@ rule all:
     default_target: True
 
 
+onstart:
+    # device: cuda needs a GPU where the jobs run. Checked here, before the first job, only
+    # when they run on this machine: a cluster executor submits from a CPU login node, and
+    # there the trainer checks first thing in its job (docs/training.md, "Checked first")
+    if workflow.local_exec:
+        check_devices(config)
+
+
 onsuccess:
     print_summary()
     print_run_statuses()
 
 
 onerror:
+    print_fetch_summary()
     print_run_statuses()

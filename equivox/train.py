@@ -2,12 +2,21 @@
 
 One run directory per model (``results/runs/<arch>/``)::
 
-    status.json        running | complete | interrupted | oom | cuda_oom | killed | error
+    status.json        running | complete | interrupted | oom | cuda_oom | worker_died |
+                       disk_full | killed | crashed | error   (+ message, step)
+    settings.yaml      the settings of this session (written by the rule)
+    lineage.json       fingerprint + settings that determine the result of this lineage
     config.yaml        the fully resolved settings of this run
     environment.json   packages, git commit, host, GPU of every (re)start
     metrics.csv        one row per logging window ("train") and per validation ("val")
     checkpoints/       ckpt_<step>.pt + .sha256; the newest valid one is resumed
     final/             weights.pt, metrics.csv, run.json: written once, at completion
+    superseded/        earlier lineages, moved aside whole when a result setting changed
+
+A (re)start resumes only its own lineage: when a setting that determines the result
+differs from the recorded one (everything but max_steps, max_compute_h, num_workers,
+keep_checkpoints; the training code's fingerprint included), the old lineage is moved
+to ``superseded/<time>_<fingerprint>/`` with a reason.txt and training starts fresh.
 
 A checkpoint is a plain dict (model, optimizer, step, examples seen, compute seconds,
 every RNG state). Example ``i`` of training is a pure function of (seed, i), so resuming
@@ -23,17 +32,18 @@ Run as ``python -m equivox.train --run-dir DIR --settings FILE`` (see --help).
 from __future__ import annotations
 
 import argparse
-import csv
+import errno
 import hashlib
 import json
 import logging
 import os
 import random
+import re
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import traceback
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,80 +51,19 @@ import numpy as np
 import torch
 import yaml
 
+from .run_record import (BUDGET_SETTINGS, EXIT_CODES, EXIT_INTERRUPTED, METRIC_COLUMNS,  # noqa: F401
+                         OPERATIONAL_SETTINGS, TIMING_COLUMNS, TrainSettings, append_metrics_row,
+                         atomic_write, has_progress, inject_disk_full, read_lineage, read_metrics,
+                         read_status, remove_stray_tmp, result_settings, rewrite_metrics,
+                         set_status, settings_diff, settings_fingerprint, supersede, write_json,
+                         write_lineage)
+from .supervise import supervise  # noqa: F401  (re-exported: python -m equivox.train's supervisor)
+
 log = logging.getLogger("equivox.train")
 
-EXIT_INTERRUPTED = 75
-OPERATIONAL_SETTINGS = ("num_workers", "keep_checkpoints")
-"""Settings that cannot change a run's result: the workflow keeps them out of
-train_model's params (a changed param retrains) and the rule's script reads them
-from the config."""
-METRIC_COLUMNS = (
-    "kind", "step", "epoch", "examples_seen", "compute_s", "wall_time_utc", "train_loss",
-    "train_accuracy", "val_loss", "val_accuracy", "iterations_per_s", "examples_per_s",
-    "data_wait_fraction", "gpu_mem_allocated_peak_bytes", "gpu_mem_reserved_peak_bytes",
-    "gpu_model", "host_rss_bytes",
-)
-# columns that depend on the machine and the clock, not on the computation
-TIMING_COLUMNS = ("compute_s", "wall_time_utc", "iterations_per_s", "examples_per_s",
-                  "data_wait_fraction", "gpu_mem_allocated_peak_bytes",
-                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    arch: str
-    spec: dict                      # the architecture's entry in the architecture set
-    origin_db: str
-    val_views: str
-    view_config: dict               # config keys "views" and "origins"
-    head: str = "mlp"
-    lr: float = 1e-3
-    batch_size: int = 16
-    max_steps: int | None = 200
-    max_compute_h: float | None = None
-    log_every: int = 10
-    val_every: int = 50
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    num_workers: int = 2
-    seed: int = 0
-    epoch_size: int | None = None   # examples per "epoch"; None = number of training origins
-    device: str = "auto"            # auto | cpu | cuda
-    amp: str = "none"               # none | bf16 | fp16 (autocast on CUDA)
-    tf32: bool = True
-    voxelize_on: str = "loader"     # loader (CPU workers) | device (atoms shipped, images on GPU)
-    train_shards: list = field(default_factory=list)  # materialised HDF5 shards; empty = on the fly
-    deterministic: bool = True
-
-    def __post_init__(self):
-        if self.max_steps is None and self.max_compute_h is None:
-            raise ValueError("train: set max_steps or max_compute_h (or both)")
-        if self.checkpoint_every % self.log_every or self.val_every % self.log_every:
-            raise ValueError("train: checkpoint_every and val_every must be multiples of log_every "
-                             f"(got {self.checkpoint_every}, {self.val_every}, {self.log_every})")
-        for name, allowed in (("amp", {"none", "bf16", "fp16"}), ("voxelize_on", {"loader", "device"}),
-                              ("device", {"auto", "cpu", "cuda"})):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"train.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
-
-
-# --- run directory -----------------------------------------------------------------
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def set_status(run_dir: Path, status: str, message: str = "", **extra) -> None:
-    write_json(Path(run_dir) / "status.json",
-               {"status": status, "message": message,
-                "updated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})
-
-
-def read_status(run_dir: Path) -> dict:
-    path = Path(run_dir) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {"status": "not started"}
+FAULT_ENV = "EQUIVOX_FAULT"
+"""Test hook, read by the trainer only: ``step_error@N`` raises in step N,
+``enospc@N`` makes every write fail with ENOSPC from step N on (a full disk)."""
 
 
 def _sha256(path: Path) -> str:
@@ -160,18 +109,14 @@ def load_weights(model: torch.nn.Module, weights: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
-    """Atomic write + checksum sidecar; older checkpoints beyond ``keep`` are removed."""
+    """Atomic write (temporary file removed on failure) + checksum sidecar; older
+    checkpoints beyond ``keep`` are removed."""
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{state['step']:08d}.pt"
-    tmp = folder / f".{path.name}.tmp"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    digest = _sha256(tmp)
-    os.replace(tmp, path)
-    (folder / f"{path.name}.sha256").write_text(digest)
+    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
+    digest = _sha256(path)
+    atomic_write(folder / f"{path.name}.sha256", lambda handle: handle.write(digest))
     for old in sorted(folder.glob("ckpt_*.pt"))[:-keep]:
         old.unlink()
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)
@@ -192,20 +137,8 @@ def load_latest_checkpoint(run_dir: Path) -> dict | None:
     return None
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _rewrite_metrics(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+_read_metrics = read_metrics
+_rewrite_metrics = rewrite_metrics
 
 
 # --- measuring -----------------------------------------------------------------------
@@ -283,20 +216,82 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = None) -> dict:
-    """Train (or resume) one run. Returns the run summary; raises on failure."""
-    from .escnn_setup import import_escnn
+def _check_device(s: TrainSettings) -> torch.device:
+    """The training device; ``device: cuda`` on a node without a usable GPU fails here,
+    first thing in the job, naming the key (the workflow cannot check this when it
+    submits from a CPU login node)."""
     from .evaluate import pick_device
+
+    if s.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config train.device is 'cuda' but this node has no usable GPU "
+                           "(torch.cuda.is_available() is False); allowed: auto, cpu, cuda")
+    return pick_device(s.device)
+
+
+def _parse_fault() -> tuple[str, int] | None:
+    value = os.environ.get(FAULT_ENV, "")
+    match = re.fullmatch(r"(step_error|enospc)@(\d+)", value)
+    if value and not match:
+        raise ValueError(f"{FAULT_ENV}={value!r}: expected step_error@N or enospc@N")
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def start_lineage(run_dir: Path, s: TrainSettings) -> dict | None:
+    """Resume only the lineage these settings belong to.
+
+    Returns the checkpoint to resume (None = start fresh). When the settings that
+    determine the result differ from the run's recorded ones, the old lineage is moved
+    to ``superseded/`` (kept) and logged with the keys that changed; only budget and
+    operational keys continue a run.
+    """
+    fingerprint = settings_fingerprint(s)
+    recorded = read_lineage(run_dir)
+    checkpoint = load_latest_checkpoint(run_dir)
+    if recorded is None and checkpoint is not None and "settings" in checkpoint:
+        recorded = {"fingerprint": settings_fingerprint(checkpoint["settings"]),
+                    "settings": result_settings(checkpoint["settings"])}  # before lineage.json
+    if recorded is not None and checkpoint is not None \
+            and checkpoint.get("fingerprint", recorded["fingerprint"]) != recorded["fingerprint"]:
+        recorded = {"fingerprint": checkpoint["fingerprint"], "settings": result_settings(checkpoint["settings"])}
+    reason = None
+    if recorded is not None and recorded["fingerprint"] != fingerprint:
+        reason = ("settings that determine the result changed:\n  "
+                  + "\n  ".join(settings_diff(recorded["settings"], asdict(s))))
+    elif recorded is None and has_progress(run_dir):
+        reason = "earlier progress without a record of its settings"
+    if reason is not None:
+        target = supersede(run_dir, recorded and recorded["fingerprint"], reason)
+        log.warning("%s: not resuming; %s\nprevious lineage moved to %s; training from scratch",
+                    s.arch, reason, target)
+        checkpoint = None
+    if read_lineage(run_dir) is None or reason is not None:
+        write_lineage(run_dir, s)
+    return checkpoint
+
+
+def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = None,
+          state: dict | None = None) -> dict:
+    """Train (or resume) one run. Returns the run summary; raises on failure.
+
+    ``state`` (optional) is kept up to date with ``step`` and the loader's
+    ``worker_pids``, for the failure report of :func:`run_training`.
+    """
+    from .escnn_setup import import_escnn
     from .models import build_model, count_parameters
     from .provenance import provenance
     from .views import (CollateImages, ViewPairDataset, ViewPairSampler, ViewParams,
                         ShardedViewDataset, ViewSetDataset, collate_atoms,
                         images_from_pairs)
 
+    state = {} if state is None else state
+    state.setdefault("step", 0)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     s = settings
-    device = pick_device(s.device)
+    fault = _parse_fault()
+    device = _check_device(s)
+    for path in remove_stray_tmp(run_dir):
+        log.warning("removed %s, left by a process killed mid-write", path)
     if device.type == "cuda" and s.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -304,8 +299,10 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         torch.use_deterministic_algorithms(True, warn_only=True)
     import_escnn()  # cache out of site-packages before any model is built
 
+    checkpoint = start_lineage(run_dir, s)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"settings": asdict(s), "device": str(device)}, sort_keys=False))
+        {"settings": asdict(s), "fingerprint": settings_fingerprint(s), "device": str(device)},
+        sort_keys=False))
     env_path = run_dir / "environment.json"
     sessions = json.loads(env_path.read_text())["sessions"] if env_path.exists() else []
     sessions.append({**provenance(), "device": str(device),
@@ -329,7 +326,6 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
 
     step, examples_seen, compute_s = 0, 0, 0.0
     metrics_path = run_dir / "metrics.csv"
-    checkpoint = load_latest_checkpoint(run_dir)
     if checkpoint is not None:
         load_weights(model, checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -337,8 +333,9 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         step, examples_seen, compute_s = checkpoint["step"], checkpoint["examples_seen"], checkpoint["compute_s"]
         _set_rng_state(checkpoint["rng"])
         log.info("resumed %s from step %d (%.0f compute s so far)", s.arch, step, compute_s)
+    state["step"] = step
     # rows after the checkpoint are recomputed; drop them so no step is logged twice
-    _rewrite_metrics(metrics_path, [r for r in _read_metrics(metrics_path) if int(r["step"]) <= step])
+    rewrite_metrics(metrics_path, [r for r in read_metrics(metrics_path) if int(r["step"]) <= step])
     set_status(run_dir, "running", step=step)
 
     loader_seed = torch.Generator().manual_seed(s.seed)  # the global RNG stays untouched
@@ -368,24 +365,20 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     def checkpoint_state() -> dict:
         return {"model": weights_of(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "step": step, "examples_seen": examples_seen, "compute_s": compute_s, "rng": _rng_state(),
-                "settings": asdict(s)}
+                "settings": asdict(s), "fingerprint": settings_fingerprint(s)}
 
     def write_row(kind: str, **values) -> None:
         row = {c: "" for c in METRIC_COLUMNS}
         row.update(kind=kind, step=step, epoch=f"{examples_seen / epoch_size:.6f}", examples_seen=examples_seen,
                    compute_s=f"{compute_s:.3f}", wall_time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    host_rss_bytes=_host_rss_bytes(), **_gpu_fields(device), **values)
-        new = not metrics_path.exists()
-        with open(metrics_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_metrics_row(metrics_path, row)
 
     window = {"loss": 0.0, "correct": 0, "n": 0, "wait_s": 0.0, "start": time.perf_counter(), "steps": 0}
     model.train()
     batches = iter(train_loader)
-    if budget_left() and step == 0 and not _read_metrics(metrics_path):
+    state["worker_pids"] = [w.pid for w in getattr(batches, "_workers", [])]
+    if budget_left() and step == 0 and not read_metrics(metrics_path):
         t0 = time.perf_counter()
         val_loss, val_acc = evaluate(model, val_loader, device, autocast)
         compute_s += time.perf_counter() - t0
@@ -408,6 +401,11 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         scaler.step(optimizer)
         scaler.update()
         step += 1
+        state["step"] = step
+        if fault == ("step_error", step):
+            raise RuntimeError(f"fault injected by {FAULT_ENV} in step {step}")
+        if fault == ("enospc", step):
+            inject_disk_full()
         examples_seen += len(labels)
         window["loss"] += loss.item() * len(labels)  # .item() synchronises: timings are honest
         window["correct"] += (logits.argmax(1) == labels).sum().item()
@@ -443,66 +441,99 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
                         s.arch, stop.signal, step)
             raise SystemExit(EXIT_INTERRUPTED)
     bar.close()
+    del batches  # loader workers end here, not at interpreter exit
 
     final = run_dir / "final"
     final.mkdir(exist_ok=True)
-    torch.save({"model": weights_of(model), "arch": s.arch, "spec": s.spec, "head": s.head,
-                "in_channels": len(view_params.image.channels)}, final / "weights.pt")
-    rows = _read_metrics(metrics_path)
-    _rewrite_metrics(final / "metrics.csv", rows)
+    atomic_write(final / "weights.pt", lambda handle: torch.save(
+        {"model": weights_of(model), "arch": s.arch, "spec": s.spec, "head": s.head,
+         "in_channels": len(view_params.image.channels)}, handle), binary=True)
+    rows = read_metrics(metrics_path)
+    rewrite_metrics(final / "metrics.csv", rows)
     summary = {"arch": s.arch, "status": "complete", "steps": step, "examples_seen": examples_seen,
                "epochs": examples_seen / epoch_size, "compute_s": compute_s, "parameters": n_params,
                "device": str(device), "gpu_model": _gpu_fields(device)["gpu_model"],
-               "settings": asdict(s), "environment": sessions}
+               "settings": asdict(s), "fingerprint": settings_fingerprint(s), "environment": sessions}
     write_json(final / "run.json", summary)
     set_status(run_dir, "complete", step=step)
     return summary
 
 
-# --- supervision: a status for every way a run can end --------------------------------
+# --- a status for every way a run can end ---------------------------------------------
 
-def classify_failure(exc: BaseException) -> str:
+WORKER_DEATH = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\) (exited unexpectedly|is killed by signal: ?([^.]*))")
+
+
+def classify_failure(exc: BaseException, state: dict | None = None) -> tuple[str, str]:
+    """(status, message) for an exception that ended a run; the message names the
+    loader worker (index and pid) when one died."""
+    text = f"{type(exc).__name__}: {str(exc)[:2000]}"
     if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "cuda_oom"
-    text = str(exc)
+        return "cuda_oom", text
+    death = WORKER_DEATH.search(str(exc))
+    if death:
+        pids = [int(p) for p in re.findall(r"\d+", death.group(1))]
+        known = (state or {}).get("worker_pids", [])
+        who = ", ".join(f"worker {known.index(p)} of {len(known)} (pid {p})" if p in known else f"pid {p}"
+                        for p in pids)
+        how = f"killed by signal {death.group(3).strip()}" if death.group(3) else "exited unexpectedly"
+        hint = " (host out-of-memory killer?)" if "Killed" in (death.group(3) or "") else ""
+        return "worker_died", f"DataLoader {who} {how}{hint}: {text}"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full", text
     if isinstance(exc, MemoryError) or "DefaultCPUAllocator" in text or "not enough memory" in text:
-        return "oom"
-    return "error"
+        return "oom", text
+    return "error", text
 
 
 def run_training(run_dir: Path, settings: TrainSettings, progress: bool | None = None) -> dict:
-    """train() with the outcome written to status.json before any exception propagates."""
+    """train() with the outcome written to status.json before any exception propagates.
+
+    The exception gets an attribute ``equivox_status``. When the status itself cannot
+    be written (a full disk), that is logged and the trainer's exit code
+    (:data:`EXIT_CODES`) tells the supervisor, which records it.
+    """
+    state: dict = {}
     try:
-        return train(run_dir, settings, progress=progress)
+        return train(run_dir, settings, progress=progress, state=state)
     except SystemExit:
         raise
     except BaseException as exc:
-        status = classify_failure(exc)
-        set_status(run_dir, status, f"{type(exc).__name__}: {str(exc)[:2000]}",
-                   step=(load_latest_checkpoint(run_dir) or {}).get("step", 0))
+        status, message = classify_failure(exc, state)
+        exc.equivox_status = status
+        log.error("%s: %s at step %s: %s\n%s", settings.arch, status, state.get("step", 0), message,
+                  traceback.format_exc())
+        try:
+            set_status(run_dir, status, message, step=state.get("step", 0))
+        except BaseException as err:
+            log.error("could not write %s/status.json (%s: %s); the supervisor records the status",
+                      run_dir, type(err).__name__, err)
         raise
-
-
-def supervise(run_dir: str | Path, settings_path: str | Path) -> int:
-    """Run training in a child process; record a status even if it is killed.
-
-    Forwards SIGTERM/SIGUSR1/SIGINT to the child. Returns the child's exit code.
-    """
-    run_dir = Path(run_dir)
-    child = subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
-                              "--settings", str(settings_path)])
-    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: child.send_signal(signum))
-    code = child.wait()
-    if code < 0 and read_status(run_dir).get("status") == "running":
-        name = signal.Signals(-code).name
-        hint = " (host out-of-memory killer, scancel, or node failure)" if name == "SIGKILL" else ""
-        set_status(run_dir, "killed", f"training process killed by {name}{hint}")
-    return code
 
 
 def load_settings(path: str | Path) -> TrainSettings:
     return TrainSettings(**yaml.safe_load(Path(path).read_text()))
+
+
+def _exit_now(code: int) -> None:
+    """End the trainer at once: loader workers (which ignore SIGTERM) are killed rather
+    than joined, so no failure can leave the job hanging at interpreter exit."""
+    import psutil
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    os._exit(code)
 
 
 def main(argv=None) -> None:
@@ -516,7 +547,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = {"auto": None, "bar": True, "log": False}[args.progress]
-    run_training(Path(args.run_dir), load_settings(args.settings), progress=progress)
+    code = 0
+    try:
+        run_training(Path(args.run_dir), load_settings(args.settings), progress=progress)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:
+        code = EXIT_CODES.get(getattr(exc, "equivox_status", "error"), 1)
+        if not hasattr(exc, "equivox_status"):  # failed before training began (settings file)
+            log.error("failed before training:\n%s", traceback.format_exc())
+    _exit_now(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Rule train_model: write the run's settings, then train in a supervised child process."""
+"""Rule train_model: write the run's settings, then train in a supervised child process.
+
+The rule log is append-only: every session (first start, resubmission, requeue) adds a
+header line and its own lines after those of the sessions before it.
+"""
 import logging
 import os
 import sys
@@ -6,33 +10,41 @@ from pathlib import Path
 
 import yaml
 
-from equivox.logs import setup_logging
-from equivox.train import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, supervise
+from equivox.run_record import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, session_header
+from equivox.supervise import supervise
 
 
 def main(run_dir, settings, threads, log_path):
-    log = setup_logging(log_path)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # O_APPEND, shared with the trainer through stdout/stderr: no process overwrites
+    # another's lines, and a new session never truncates the previous one
+    with open(log_path, "a") as handle:
+        handle.write(session_header(run_dir) + "\n")
+        handle.flush()
+        os.dup2(handle.fileno(), sys.stdout.fileno())
+        os.dup2(handle.fileno(), sys.stderr.fileno())
+    logging.basicConfig(level=logging.INFO, force=True, handlers=[logging.StreamHandler(sys.stderr)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("equivox")
     path = run_dir / "settings.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    # the child's output goes to this rule's log
-    with open(log_path, "a") as handle:
-        os.dup2(handle.fileno(), sys.stdout.fileno())
-        os.dup2(handle.fileno(), sys.stderr.fileno())
     code = supervise(run_dir, path)
     status = read_status(run_dir)
-    if code != 0:
-        what = "interrupted; rerun to continue" if code == EXIT_INTERRUPTED else status.get("status")
-        log.error("training %s ended: %s (%s)", run_dir.name, what, status.get("message", ""))
-        raise SystemExit(f"train_model {run_dir.name}: {status.get('status')}: {status.get('message', '')}")
-    logging.getLogger("equivox").info("training %s complete", run_dir.name)
+    if code == 0:
+        log.info("training %s complete", run_dir.name)
+        return 0
+    what = "interrupted; rerun to continue" if code == EXIT_INTERRUPTED else status.get("status")
+    log.error("training %s ended: %s (%s)", run_dir.name, what, status.get("message", ""))
+    # 75 stays 75 (EX_TEMPFAIL, a resubmission continues); a signal becomes 128 + its number
+    return code if code > 0 else 128 - code
 
 
 if "snakemake" in globals():
     # loader workers and kept checkpoints change no result, so they are not params (a
     # changed param retrains the model): they come from the config of this run
     operational = {key: snakemake.config["train"][key] for key in OPERATIONAL_SETTINGS}
-    main(snakemake.params.run_dir, {**snakemake.params.settings, **operational}, snakemake.threads,
-         snakemake.log[0])
+    sys.exit(main(snakemake.params.run_dir, {**snakemake.params.settings, **operational},
+                  snakemake.threads, snakemake.log[0]))

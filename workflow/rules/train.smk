@@ -11,6 +11,7 @@ rule train_model:
         metrics=f"{RESULTS}/runs/{{arch}}/final/metrics.csv",
         run=f"{RESULTS}/runs/{{arch}}/final/run.json",
     params:
+        code=code_of("scripts/train_model.py", per_arch=True),
         # the architecture's own spec, not the whole set: editing one architecture
         # retrains only that model. Checkpoints live in run_dir, outside the outputs,
         # so a failed or preempted run keeps its progress.

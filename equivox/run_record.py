@@ -1,0 +1,321 @@
+"""The record of a training run, without torch: settings and their fingerprint, the
+lineage of a run directory, status, metrics rows, atomic writes, session headers.
+
+Everything here is read by the workflow (config checks, the rule script, the status
+summary) as well as by the trainer, so it imports neither torch nor the models.
+
+Lineage: a run directory holds one lineage, identified by the fingerprint of the
+settings that determine its result (:func:`settings_fingerprint`: everything but the
+budget keys :data:`BUDGET_SETTINGS` and the operational keys
+:data:`OPERATIONAL_SETTINGS`). A (re)start whose fingerprint differs from the recorded
+one moves the old lineage aside (:func:`supersede`) and trains from scratch; only a
+budget or operational change continues the run.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger("equivox.train")
+
+EXIT_INTERRUPTED = 75
+"""EX_TEMPFAIL: checkpointed on SIGTERM/SIGUSR1; ``--retries`` resubmits, the run resumes."""
+EXIT_CODES = {"error": 1, "oom": 3, "cuda_oom": 4, "worker_died": 5, "disk_full": 6,
+              "interrupted": EXIT_INTERRUPTED}
+"""Exit code of the trainer per final status, so that the supervisor can record the
+status when the trainer could not (a full disk fails the status write too)."""
+STATUSES = ("running", "complete", "interrupted", "oom", "cuda_oom", "worker_died",
+            "disk_full", "killed", "crashed", "error")
+OPERATIONAL_SETTINGS = ("num_workers", "keep_checkpoints")
+"""Settings that cannot change a run's result: the workflow keeps them out of
+train_model's params and the rule's script reads them from the config."""
+BUDGET_SETTINGS = ("max_steps", "max_compute_h")
+"""Settings that say how long to train: a change continues the run from its checkpoint."""
+METRIC_COLUMNS = (
+    "kind", "step", "epoch", "examples_seen", "compute_s", "wall_time_utc", "train_loss",
+    "train_accuracy", "val_loss", "val_accuracy", "iterations_per_s", "examples_per_s",
+    "data_wait_fraction", "gpu_mem_allocated_peak_bytes", "gpu_mem_reserved_peak_bytes",
+    "gpu_model", "host_rss_bytes",
+)
+# columns that depend on the machine and the clock, not on the computation
+TIMING_COLUMNS = ("compute_s", "wall_time_utc", "iterations_per_s", "examples_per_s",
+                  "data_wait_fraction", "gpu_mem_allocated_peak_bytes",
+                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes")
+SUPERSEDED = "superseded"
+LINEAGE_FILE = "lineage.json"
+KEPT_ON_SUPERSEDE = ("settings.yaml", SUPERSEDED)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    arch: str
+    spec: dict                      # the architecture's entry in the architecture set
+    origin_db: str
+    val_views: str
+    view_config: dict               # config keys "views" and "origins"
+    head: str = "mlp"
+    lr: float = 1e-3
+    batch_size: int = 16
+    max_steps: int | None = 200
+    max_compute_h: float | None = None
+    log_every: int = 10
+    val_every: int = 50
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    num_workers: int = 2
+    seed: int = 0
+    epoch_size: int | None = None   # examples per "epoch"; None = number of training origins
+    device: str = "auto"            # auto | cpu | cuda
+    amp: str = "none"               # none | bf16 | fp16 (autocast on CUDA)
+    tf32: bool = True
+    voxelize_on: str = "loader"     # loader (CPU workers) | device (atoms shipped, images on GPU)
+    train_shards: list = field(default_factory=list)  # materialised HDF5 shards; empty = on the fly
+    deterministic: bool = True
+    code: str = ""                  # equivox.code_version of the training code (workflow-set)
+
+    def __post_init__(self):
+        if self.max_steps is None and self.max_compute_h is None:
+            raise ValueError("train: set max_steps or max_compute_h (or both)")
+        if self.checkpoint_every % self.log_every or self.val_every % self.log_every:
+            raise ValueError("train: checkpoint_every and val_every must be multiples of log_every "
+                             f"(got {self.checkpoint_every}, {self.val_every}, {self.log_every})")
+        for name, allowed in (("amp", {"none", "bf16", "fp16"}), ("voxelize_on", {"loader", "device"}),
+                              ("device", {"auto", "cpu", "cuda"})):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+
+
+def result_settings(settings: TrainSettings | dict) -> dict:
+    """The settings that determine a run's result (all but budget and operational keys)."""
+    values = asdict(settings) if isinstance(settings, TrainSettings) else dict(settings)
+    return {k: v for k, v in values.items() if k not in (*BUDGET_SETTINGS, *OPERATIONAL_SETTINGS)}
+
+
+def settings_fingerprint(settings: TrainSettings | dict) -> str:
+    """16 hex characters identifying a lineage (sha256 of the result settings as JSON)."""
+    text = json.dumps(result_settings(settings), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def settings_diff(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every result setting that differs."""
+    old, new = result_settings(old), result_settings(new)
+    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- writes that never leave a partial file ----------------------------------------
+
+def disk_full_injected() -> bool:
+    """Test hook: ``EQUIVOX_FAULT=enospc@N`` makes every trainer write fail once step N is
+    reached (set by the trainer via :func:`inject_disk_full`)."""
+    return _FAULTS.get("disk_full", False)
+
+
+_FAULTS: dict = {}
+
+
+def inject_disk_full() -> None:
+    _FAULTS["disk_full"] = True
+
+
+def _check_injected(handle=None) -> None:
+    if disk_full_injected():
+        if handle is not None:
+            handle.write(b"partial" if "b" in getattr(handle, "mode", "") else "partial")
+            handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by EQUIVOX_FAULT)")
+
+
+def tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def atomic_write(path: Path, write, binary: bool = False) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, fsync, rename. On any
+    failure the temporary file is removed and the error re-raised: no failure leaves a
+    ``.tmp`` behind (a SIGKILL mid-write can; :func:`remove_stray_tmp` cleans up)."""
+    path = Path(path)
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb" if binary else "w", newline=None if binary else "") as handle:
+            write(handle)
+            _check_injected(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a directory in the way: nothing of ours to remove
+            pass
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(Path(path), lambda h: h.write(json.dumps(data, indent=2, sort_keys=True, default=str)))
+
+
+def remove_stray_tmp(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``run_dir`` (not in superseded/)."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "final"):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+# --- status --------------------------------------------------------------------------
+
+def set_status(run_dir: Path, status: str, message: str = "", **extra) -> None:
+    write_json(Path(run_dir) / "status.json",
+               {"status": status, "message": message, "updated_utc": utc_now(), **extra})
+
+
+def read_status(run_dir: Path) -> dict:
+    path = Path(run_dir) / "status.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {"status": "not started"}
+    except ValueError:
+        return {"status": "unreadable", "message": f"{path} is not valid JSON"}
+
+
+# --- metrics.csv ---------------------------------------------------------------------
+
+def _valid_row(values: list[str]) -> bool:
+    if len(values) != len(METRIC_COLUMNS) or values[0] not in ("train", "val"):
+        return False
+    try:
+        int(values[1])
+        return True
+    except ValueError:
+        return False
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of a metrics.csv. A torn last row (a write cut short: wrong number of
+    fields, or no line end) is dropped with a warning naming the file; any other
+    malformed row is an error naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    if not lines:
+        return []
+    if lines[0].split(",") != list(METRIC_COLUMNS):
+        raise ValueError(f"{path}: line 1 is not the metrics header")
+    rows = list(csv.reader(lines[1:]))
+    torn_last = bool(rows) and (not text.endswith("\n") or not _valid_row(rows[-1]))
+    if torn_last:
+        log.warning("%s: dropped a torn last row (line %d: %r), written by a process that was cut "
+                    "off mid-write", path, len(lines), lines[-1][:80])
+        rows = rows[:-1]
+    for number, values in enumerate(rows, start=2):
+        if not _valid_row(values):
+            raise ValueError(f"{path}: line {number} is malformed ({','.join(values)[:80]!r}); "
+                             "only a torn last row can be repaired")
+    return [dict(zip(METRIC_COLUMNS, values)) for values in rows]
+
+
+def rewrite_metrics(path: Path, rows: list[dict]) -> None:
+    def write(handle):
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(Path(path), write)
+
+
+def append_metrics_row(path: Path, row: dict) -> None:
+    """One row, written with a single write() of the whole line (O_APPEND)."""
+    _check_injected()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    if not Path(path).exists():
+        writer.writeheader()
+    writer.writerow(row)
+    with open(path, "a") as handle:
+        handle.write(buffer.getvalue())
+
+
+# --- lineage -------------------------------------------------------------------------
+
+def read_lineage(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / LINEAGE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_lineage(run_dir: Path, settings: TrainSettings) -> None:
+    write_json(Path(run_dir) / LINEAGE_FILE,
+               {"fingerprint": settings_fingerprint(settings), "settings": result_settings(settings),
+                "created_utc": utc_now()})
+
+
+def has_progress(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything of a lineage (metrics, checkpoints, final)."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in ("metrics.csv", "final", LINEAGE_FILE)) \
+        or any((run_dir / "checkpoints").glob("ckpt_*.pt"))
+
+
+def supersede(run_dir: Path, old_fingerprint: str | None, reason: str) -> Path:
+    """Move everything of the current lineage to ``superseded/<UTC time>_<fingerprint>/``
+    (kept, never deleted) with a ``reason.txt``; returns that folder."""
+    run_dir = Path(run_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{stamp}_{old_fingerprint or 'unrecorded'}"
+    target, suffix = run_dir / SUPERSEDED / name, 1
+    while target.exists():
+        target, suffix = run_dir / SUPERSEDED / f"{name}.{suffix}", suffix + 1
+    target.mkdir(parents=True)
+    for item in sorted(run_dir.iterdir()):
+        if item.name not in KEPT_ON_SUPERSEDE:
+            os.replace(item, target / item.name)
+    (target / "reason.txt").write_text(reason.rstrip() + "\n")
+    return target
+
+
+# --- the rule log --------------------------------------------------------------------
+
+def newest_checkpoint_step(run_dir: Path) -> int | None:
+    """Step of the newest checkpoint file with a checksum sidecar (names only, no read)."""
+    steps = [int(p.stem.split("_")[1]) for p in (Path(run_dir) / "checkpoints").glob("ckpt_*.pt")
+             if p.with_name(p.name + ".sha256").exists()]
+    return max(steps) if steps else None
+
+
+def session_header(run_dir: Path) -> str:
+    """The line that opens each session of a run in its (append-only) log: start time,
+    host, process, SLURM job, the checkpoint it will resume from, how the previous
+    session ended."""
+    previous = read_status(run_dir)
+    step = newest_checkpoint_step(run_dir)
+    job = os.environ.get("SLURM_JOB_ID")
+    ended = previous.get("status", "not started")
+    if previous.get("message"):
+        ended += f" ({previous['message'][:300]})"
+    if previous.get("updated_utc"):
+        ended += f" at {previous['updated_utc']}"
+    return (f"===== session start {utc_now()} host {socket.gethostname()} pid {os.getpid()}"
+            + (f" slurm job {job}" if job else "")
+            + f" | resume step: {step if step is not None else 'none (fresh start)'}"
+            + f" | previous end: {ended} =====")
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(TrainSettings)]

@@ -1,0 +1,82 @@
+"""Config errors are raised while the Snakefile is read, naming the key and what is allowed."""
+import copy
+
+import pytest
+import yaml
+
+from equivox.config import ConfigError, check_devices, validate_config
+from tests.workflow_helpers import REPO, snakemake
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def check(**sections):
+    config = copy.deepcopy(DEMO)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    validate_config(config, SCHEMA)
+    return config
+
+
+def test_the_demo_config_passes():
+    check()
+
+
+@pytest.mark.parametrize("sections, words", [
+    ({"train": {"log_every": 10, "val_every": 25}}, ["train.val_every", "multiple of train.log_every"]),
+    ({"train": {"checkpoint_every": 15}}, ["train.checkpoint_every", "multiple"]),
+    ({"train": {"max_steps": None, "max_compute_h": None}}, ["train.max_steps", "max_compute_h", "at least one"]),
+    ({"structures": {"url_template": "https://x/{pdb}.cif"}}, ["structures.url_template", "['pdb']",
+                                                                 "{pdb_id}, {pdb_id_lower}, {middle}"]),
+    ({"structures": {"url_template": "https://x/static.cif"}}, ["structures.url_template", "at least one"]),
+    ({"structures": {"url_template": "https://x/{pdb_id.cif"}}, ["structures.url_template"]),
+    ({"pisces": {"source": "file", "path": "x"}, "structures": {"source": "mirror", "mirror_dir": "/no/such/dir"}},
+     ["structures.mirror_dir", "not a directory"]),
+    ({"pisces": {"source": "file", "path": "x"}, "structures": {"source": "mirror"}},
+     ["structures.mirror_dir", "required"]),
+    ({"splits": {"train": 0.85, "val": 0.15, "test": 0.0}}, ["splits.test", "> 0"]),
+    ({"splits": {"train": 0.85, "val": 0.0, "test": 0.15}}, ["splits.val", "> 0"]),
+    ({"train": {"architectures": "config/architectures/missing.yaml"}}, ["train.architectures", "not found"]),
+    ({"train": {"models": ["arch_nope"]}}, ["train.models", "arch_nope", "allowed:"]),
+])
+def test_constraint_errors_name_the_key(sections, words):
+    with pytest.raises(ConfigError) as error:
+        check(**sections)
+    for word in words:
+        assert word in str(error.value), str(error.value)
+
+
+def test_an_invalid_architecture_set_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"m": {"family": "plain_cnn", "layout": "arch_9"}}))
+    with pytest.raises(ConfigError, match=r"config train.architectures: .*bad.yaml is not a valid"):
+        check(train={"architectures": str(bad)})
+
+
+def test_device_cuda_without_a_gpu_is_refused_only_where_jobs_run_locally():
+    import torch
+    config = check(train={"device": "cuda"})
+    if torch.cuda.is_available():
+        check_devices(config)
+        return
+    with pytest.raises(ConfigError, match=r"config train.device: 'cuda' but this machine has no usable GPU"):
+        check_devices(config)
+    check_devices(check(train={"device": "auto"}))                   # auto is always fine
+
+
+@pytest.mark.workflow
+def test_errors_stop_snakemake_before_the_first_job(tmp_path):
+    """Real Snakemake: a bad key fails the dry run; device: cuda on a CPU machine fails a
+    local run before any job (nothing in results/)."""
+    proc = snakemake(tmp_path, "-n", config={**DEMO, "train": {**DEMO["train"], "val_every": 25}}, check=False)
+    assert proc.returncode != 0 and "config train.val_every" in proc.stdout + proc.stderr
+    import torch
+    if torch.cuda.is_available():
+        return
+    proc = snakemake(tmp_path, config={**DEMO, "train": {**DEMO["train"], "device": "cuda"}}, check=False)
+    assert proc.returncode != 0 and "config train.device" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
