@@ -104,10 +104,12 @@ def _architecture_problems(train: dict, repo: Path) -> list[str]:
         specs = load_architectures(path)
     except (ValueError, yaml.YAMLError) as err:
         return [f"config train.architectures: {path} is not a valid architecture set: {err}"]
-    unknown = sorted(set(train["models"] or []) - set(specs))
-    if unknown:
-        return [f"config train.models: {unknown} not in {path} (allowed: {', '.join(sorted(specs))})"]
-    return []
+    problems = []
+    for key, names in (("models", train["models"] or []), ("max_steps_per_model", train["max_steps_per_model"])):
+        unknown = sorted(set(names) - set(specs))
+        if unknown:
+            problems.append(f"config train.{key}: {unknown} not in {path} (allowed: {', '.join(sorted(specs))})")
+    return problems
 
 
 def check_devices(config: dict) -> None:

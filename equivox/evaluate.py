@@ -106,7 +106,8 @@ def evaluate_test(weights_path: str | Path, views_path: str | Path, *, n_example
     Keys: ``arch``, ``views``, ``n_examples``, ``confidence``, ``loss`` (mean nats),
     ``loss_ci_low``, ``loss_ci_high``, ``correct``, ``accuracy``, ``accuracy_ci_low``,
     ``accuracy_ci_high``, ``chance_accuracy``, ``chance_loss``, ``faces``, ``confusion``
-    (``confusion[i][j]``: pairs of true face ``i`` predicted as ``j``), ``device``,
+    (``confusion[i][j]``: pairs of true face ``i`` predicted as ``j``), ``predicted`` and
+    ``labels`` (per pair, in file order: paired comparisons with the baselines), ``device``,
     ``compute_s``, ``loss_interval`` and ``accuracy_interval`` (the methods, in words).
     """
     device = pick_device(device)
@@ -126,6 +127,7 @@ def evaluate_test(weights_path: str | Path, views_path: str | Path, *, n_example
         "accuracy_ci_low": accuracy_low, "accuracy_ci_high": accuracy_high,
         "chance_accuracy": CHANCE_ACCURACY, "chance_loss": CHANCE_LOSS,
         "faces": list(FACE_NAMES), "confusion": confusion.tolist(),
+        "predicted": predicted.tolist(), "labels": labels.tolist(),
         "device": str(device), "compute_s": time.perf_counter() - start,
         "loss_interval": "normal interval of the mean per-pair cross-entropy (mean +- z s / sqrt(n))",
         "accuracy_interval": "Wilson score interval",

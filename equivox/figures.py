@@ -3,7 +3,9 @@
 Conventions shared by every figure: one colour per model (in the order the models are
 configured, so a model has the same colour everywhere), solid lines for equivariant
 (``escnn_*``) families and dashed lines for their plain twins, a dotted grey chance
-line (accuracy 1/6, cross-entropy ln 6 nats), losses in nats. Curves are drawn as the
+line (accuracy 1/6, cross-entropy ln 6 nats) and, on every accuracy axis, a dash-dotted
+line at the best structure-blind baseline (:mod:`equivox.baselines`; its validation
+accuracy on curves, its test accuracy on test results), losses in nats. Curves are drawn as the
 raw points, faint, under an exponential moving average (debiased, as TensorBoard's
 smoothing) whose weight is ``analysis.figures.smoothing``. Every figure is saved as SVG
 and PDF (:func:`save`).
@@ -33,6 +35,13 @@ STYLE = {
     "svg.fonttype": "none", "pdf.fonttype": 42,
 }
 CHANCE_STYLE = {"color": "0.4", "linestyle": ":", "linewidth": 1.0}
+BASELINE_STYLE = {"color": "tab:red", "linestyle": "-.", "linewidth": 1.0, "alpha": 0.8}
+
+
+def best_baseline(baselines: dict, split: str) -> tuple[str, float]:
+    """(name, accuracy on ``split``) of the best baseline of a compute_baselines record."""
+    row = next(r for r in baselines["sets"][split]["rows"] if r["baseline"] == baselines["best"])
+    return baselines["best"], row["accuracy"]
 CURVES = {"validation": ("val", (("val_accuracy", "validation accuracy"),
                                  ("val_loss", "validation loss (nats)"))),
           "training": ("train", (("train_accuracy", "training accuracy (per logging window)"),
@@ -98,9 +107,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smoothing: float):
+def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smoothing: float,
+                  baselines: dict):
     """Accuracy (top row) and loss (bottom row) of every run against ``x``, one column
-    per value of the ``facet`` spec key.
+    per value of the ``facet`` spec key; the best baseline's validation accuracy drawn
+    across every accuracy panel.
 
     Args:
         runs: in configured model order (fixes the colours).
@@ -109,6 +120,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         x: one of ``X_AXES``: "steps" or "compute".
         facet: spec key to facet by (None: one column).
         smoothing: EMA weight in [0, 1).
+        baselines: the compute_baselines record (analysis/baselines.json).
     """
     apply_style()
     if x not in X_AXES:
@@ -120,6 +132,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         x_scale, unit = next((s, u) for s, u in TIME_UNITS if longest_s >= s or s == 1.0)
         x_label = f"training compute ({unit})"
     groups = facet_groups(runs, facet)
+    baseline_name, baseline_accuracy = best_baseline(baselines, "val")
     colours = model_colours([run.arch for run in runs])
     fig, axes = plt.subplots(2, len(groups), figsize=(3.2 * len(groups) + 0.6, 5.0),
                              sharex="col", sharey="row", squeeze=False)
@@ -137,6 +150,8 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
                                   linestyle=line_style(run.spec["family"]))
                 handles[run.arch] = line
             ax.axhline(CHANCE_ACCURACY if row == 0 else CHANCE_LOSS, **CHANCE_STYLE)
+            if row == 0:
+                ax.axhline(baseline_accuracy, **BASELINE_STYLE)
             if col == 0:
                 ax.set_ylabel(label)
             if row == 1:
@@ -147,6 +162,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         ax.set_xlim(left=0)
     families = {run.spec["family"].startswith("escnn_") for run in runs}
     handles["chance (1/6; ln 6)"] = Line2D([], [], **CHANCE_STYLE)
+    handles[f"best baseline ({baseline_name}, val)"] = Line2D([], [], **BASELINE_STYLE)
     if families == {True, False}:
         handles["equivariant (escnn)"] = Line2D([], [], color="0.2", linestyle="-")
         handles["plain twin"] = Line2D([], [], color="0.2", linestyle="--")
@@ -155,10 +171,16 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
     return fig
 
 
-def test_results_figure(tests: list[dict], families: dict[str, str], models: list[str]):
+def test_results_figure(tests: list[dict], families: dict[str, str], models: list[str],
+                        baselines: dict):
     """Test accuracy and loss per model with their intervals (``tests``: evaluate_test
-    records; ``families``: model -> family; ``models``: configured order, for colours).
+    records; ``families``: model -> family; ``models``: configured order, for colours),
+    beside chance and the best baseline's test accuracy (``baselines``: the
+    compute_baselines record). A model whose paired margin over that baseline is not
+    above 0 (:func:`equivox.baselines.margin_over_best`) is labelled "not above baseline".
     Models are listed best test accuracy first."""
+    from .baselines import margin_over_best
+
     apply_style()
     colours = model_colours(models)
     tests = sorted(tests, key=lambda t: t["accuracy"])
@@ -173,7 +195,12 @@ def test_results_figure(tests: list[dict], families: dict[str, str], models: lis
                         color=colour, capsize=3, markersize=5)
     acc_ax.axvline(CHANCE_ACCURACY, **CHANCE_STYLE)
     loss_ax.axvline(CHANCE_LOSS, **CHANCE_STYLE)
-    acc_ax.set_yticks(ys, [test["arch"] for test in tests])
+    baseline_name, baseline_accuracy = best_baseline(baselines, "test")
+    acc_ax.axvline(baseline_accuracy, **BASELINE_STYLE)
+    acc_ax.text(baseline_accuracy, 1.0, f" {baseline_name}", transform=acc_ax.get_xaxis_transform(),
+                va="bottom", ha="left", fontsize=8, color=BASELINE_STYLE["color"])
+    acc_ax.set_yticks(ys, [test["arch"] + ("" if margin_over_best(test, baselines)["beats_baseline"]
+                                           else "\n(not above baseline)") for test in tests])
     level = f"{tests[0]['confidence']:.0%}" if tests else ""
     acc_ax.set_xlabel(f"test accuracy ({level} Wilson interval)")
     loss_ax.set_xlabel(f"test loss, nats ({level} normal interval)")
@@ -185,24 +212,38 @@ def test_results_figure(tests: list[dict], families: dict[str, str], models: lis
     return fig
 
 
+def _unit_label(row) -> str:
+    """``units x channels per unit`` of one layer_table row (``units`` when a unit is one
+    channel, ``units (channels ch)`` when the layer's units differ in size)."""
+    if row["channels"] == row["units"]:
+        return str(row["units"])
+    per_unit, rest = divmod(row["channels"], row["units"])
+    return f"{row['units']}×{per_unit}" if rest == 0 else f"{row['units']} ({row['channels']} ch)"
+
+
 def dead_units_figure(table: pd.DataFrame, model: str, tau: float):
-    """One model's hooked layers in forward order: share of units dead and dormant (top),
-    and how the units' fraction active is distributed (bottom, share of the layer's units
-    per bin). ``table``: :func:`equivox.dead_units.layer_table`."""
+    """One model's hooked layers in forward order: share of units dead and dormant (top
+    bars; black ticks: the same shares in physical channels), and how the units' fraction
+    active is distributed (bottom, share of the layer's units per bin).
+    ``table``: :func:`equivox.dead_units.layer_table`."""
     apply_style()
     n = len(table)
     xs = np.arange(n)
     fig, (bar_ax, map_ax) = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * n + 2.5), 5.6), sharex=True,
                                          gridspec_kw={"height_ratios": [1, 1.3]})
     width = 0.4
-    bar_ax.bar(xs - width / 2, table["dead"] / table["units"], width, color="#b2182b", label="dead (never active)")
-    bar_ax.bar(xs + width / 2, table["dormant"] / table["units"], width, color="#ef8a62",
-               label=f"dormant (score ≤ {tau:g})")
-    for x, units in zip(xs, table["units"]):
-        bar_ax.text(x, 1.02, str(units), ha="center", va="bottom", fontsize=6, color="0.3")
-    bar_ax.set_ylim(0, 1.12)
-    bar_ax.set_ylabel("share of the layer's units")
-    bar_ax.set_title(f"{model} (numbers: units per layer)")
+    for offset, column, colour, label in ((-width / 2, "dead", "#b2182b", "dead (never active)"),
+                                          (width / 2, "dormant", "#ef8a62", f"dormant (score ≤ {tau:g})")):
+        bar_ax.bar(xs + offset, table[column] / table["units"], width, color=colour, label=label)
+        bar_ax.scatter(xs + offset, table[f"{column}_channels"] / table["channels"], marker="_", s=60,
+                       color="black", linewidths=1.2, zorder=3,
+                       label="same, share of physical channels" if column == "dead" else None)
+    for x, (_, row) in zip(xs, table.iterrows()):
+        bar_ax.text(x, 1.02, _unit_label(row), ha="center", va="bottom", fontsize=6, color="0.3",
+                    rotation=90 if n > 12 else 0)
+    bar_ax.set_ylim(0, 1.25)
+    bar_ax.set_ylabel("share of units")
+    bar_ax.set_title(f"{model} (numbers: units per layer × physical channels per unit)")
     bar_ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     shares = (table[hist_columns()].to_numpy(float) / table["units"].to_numpy(float)[:, None]).T
     image = map_ax.imshow(shares, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
@@ -211,30 +252,108 @@ def dead_units_figure(table: pd.DataFrame, model: str, tau: float):
     map_ax.grid(False)
     colourbar = fig.colorbar(image, ax=map_ax, pad=0.02, fraction=0.04)
     colourbar.set_label("share of units")
-    map_ax.set_xticks(xs, [f"{name} ({kind})" for name, kind in zip(table["layer"], table["kind"])],
-                      rotation=60, ha="right", fontsize=7)
+    labels = [f"{name} ({kind}{', ' + function if kind == 'fourier' else ''})"
+              for name, kind, function in zip(table["layer"], table["kind"], table["function"])]
+    map_ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
     map_ax.set_xlabel("nonlinearity, forward order")
     fig.tight_layout()
     return fig
 
 
 def dead_units_summary_figure(tables: dict[str, pd.DataFrame], families: dict[str, str], tau: float):
-    """Share of units dead (left) and dormant (right, score <= ``tau``) per hooked layer,
-    one line per model (``tables``: model -> layer_table, in configured order)."""
+    """Share of units dead (left) and dormant (middle, score <= ``tau``) per hooked layer,
+    one line per model; right: each whole model's shares counted in units (circles) and
+    in physical channels (squares), filled dead, open dormant. ``tables``: model ->
+    layer_table, in configured order."""
     apply_style()
     colours = model_colours(list(tables))
-    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(11.0, max(3.4, 0.22 * len(tables) + 1.6)),
+                             gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for model, table in tables.items():
-        for ax, column in zip(axes, ("dead", "dormant")):
+        for ax, column in zip(axes[:2], ("dead", "dormant")):
             ax.plot(table["layer_index"], table[column] / table["units"], marker="o", markersize=3,
                     color=colours[model], linestyle=line_style(families[model]), label=model)
     axes[0].set_ylabel("share of the layer's units")
     axes[0].set_title("dead (never active)")
-    axes[1].set_title(f"dormant (mean |activation| / layer mean ≤ {tau:g})")
-    for ax in axes:
+    axes[1].set_title(f"dormant (dormancy score ≤ {tau:g})")
+    for ax in axes[:2]:
         ax.set_xlabel("nonlinearity (forward order, head last)")
         ax.set_ylim(-0.03, 1.03)
+    axes[1].sharey(axes[0])
+    total_ax = axes[2]
+    models = list(tables)
+    ys = np.arange(len(models))[::-1]
+    for y, model in zip(ys, models):
+        totals = tables[model][["dead", "dormant", "units", "dead_channels", "dormant_channels",
+                                "channels"]].sum()
+        for column, filled in (("dead", True), ("dormant", False)):
+            for share, marker in ((totals[column] / totals["units"], "o"),
+                                  (totals[f"{column}_channels"] / totals["channels"], "s")):
+                total_ax.scatter(share, y, marker=marker, s=22, color=colours[model] if filled else "none",
+                                 edgecolors=colours[model], linewidths=1.0)
+    total_ax.set_yticks(ys, models, fontsize=7)
+    total_ax.set_ylim(-0.7, len(models) - 0.3)
+    total_ax.set_xlim(-0.03, 1.03)
+    total_ax.set_xlabel("share of the whole model")
+    total_ax.set_title("whole model")
+    key = [Line2D([], [], marker="o", linestyle="", color="0.3", label="dead, in units"),
+           Line2D([], [], marker="s", linestyle="", color="0.3", label="dead, in channels"),
+           Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.3",
+                  label="dormant, in units"),
+           Line2D([], [], marker="s", linestyle="", markerfacecolor="none", color="0.3",
+                  label="dormant, in channels")]
+    total_ax.legend(handles=key, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False, fontsize=7)
     handles, labels = axes[0].get_legend_handles_labels()
     _legend_below(fig, dict(zip(labels, handles)))
+    fig.tight_layout()
+    return fig
+
+
+# --- equivariance, measured (equivox.equivariance) ---------------------------------------
+
+SPREAD_STYLE = {"color": "0.4", "linestyle": ":", "linewidth": 1.0}
+"""Reference line at 1 = the between-example spread of the features."""
+
+
+def equivariance_figure(summaries: list[dict], families: dict[str, str], models: list[str]):
+    """Feature error against the rotation angle of the atoms (re-voxelized about the view
+    centre, random axes), relative to the between-example spread: invariant features
+    (left) and all features after applying the representation (right; plain models: the
+    plain change). One line per model (``summaries``: measure_equivariance records;
+    ``families``: model -> family; ``models``: configured order, for colours), mean with
+    its interval over examples; the markers at 0 degrees are the identity floor."""
+    apply_style()
+    colours = model_colours(models)
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4), sharey=True)
+    handles = {}
+    for summary in summaries:
+        model = summary["arch"]
+        style = {"color": colours[model], "linestyle": line_style(families[model])}
+        for ax, metric in zip(axes, ("invariant_spread", "equivariant_spread")):
+            angles = [0.0] + [row["angle_deg"] for row in summary["by_angle"]]
+            points = [summary["kinds"]["identity"][metric]] if "identity" in summary["kinds"] else [None]
+            points += [row[metric] for row in summary["by_angle"]]
+            keep = [(a, p) for a, p in zip(angles, points) if p is not None]
+            xs = np.array([a for a, _ in keep])
+            mean = np.array([p["mean"] for _, p in keep])
+            low = np.array([p["ci_low"] for _, p in keep])
+            high = np.array([p["ci_high"] for _, p in keep])
+            line, = ax.plot(xs, mean, marker="o", markersize=3, label=model, **style)
+            ax.fill_between(xs, low, high, color=colours[model], alpha=0.12, linewidth=0)
+            handles[model] = line
+    for ax in axes:
+        ax.axhline(1.0, **SPREAD_STYLE)
+        ax.set_xlabel("rotation angle of the atoms (degrees; random axes)")
+        ax.set_xlim(0, 180)
+        ax.set_xticks([0, 45, 90, 135, 180])
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("feature change / between-example spread")
+    axes[0].set_title("invariant features  ‖P f(R x) − P f(x)‖")
+    axes[1].set_title("all features  ‖f(R x) − ρ(R) f(x)‖")
+    handles["between-example spread"] = Line2D([], [], **SPREAD_STYLE)
+    if {family.startswith("escnn_") for family in families.values()} == {True, False}:
+        handles["equivariant (escnn)"] = Line2D([], [], color="0.2", linestyle="-")
+        handles["plain twin (ρ = P = identity)"] = Line2D([], [], color="0.2", linestyle="--")
+    _legend_below(fig, handles)
     fig.tight_layout()
     return fig

@@ -8,14 +8,23 @@ from pathlib import Path
 
 
 def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> logging.Logger:
-    """Log to ``log_path`` (created) and to stderr; returns the 'equivox' logger."""
+    """Log to ``log_path`` (created; appended to, so a rerun keeps the earlier sessions'
+    lines) and to stderr; returns the 'equivox' logger, which has logged a session header
+    (UTC start, host, pid, command)."""
+    import os
+    import socket
+    from datetime import datetime, timezone
+
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        handlers.append(logging.FileHandler(log_path, mode="a"))
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return logging.getLogger("equivox")
+    log = logging.getLogger("equivox")
+    log.info("=== session start %s on %s, pid %d: %s", datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             socket.gethostname(), os.getpid(), " ".join(sys.argv[:3]))
+    return log
 
 
 def run_logged(main, log_path, **kwargs):

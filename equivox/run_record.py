@@ -62,6 +62,7 @@ class TrainSettings:
     origin_db: str
     val_views: str
     view_config: dict               # config keys "views" and "origins"
+    data: dict = field(default_factory=dict)  # config the origin DB and val set were made from
     head: str = "mlp"
     lr: float = 1e-3
     batch_size: int = 16

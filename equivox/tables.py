@@ -1,4 +1,4 @@
-"""Paper tables from the run and analysis records: results, speed and memory, dead units.
+"""Paper tables from the run and analysis records: results, baselines, speed and memory, dead units.
 
 Inputs are what the earlier stages write: ``results/runs/<arch>/final/{run.json,metrics.csv}``
 (:mod:`equivox.train`), ``results/analysis/test/<arch>.json`` (:mod:`equivox.evaluate`)
@@ -64,15 +64,20 @@ def spec_value(run: Run, key: str | None) -> str:
 
 # --- tables (numbers) ----------------------------------------------------------------
 
-def results_table(runs: list[Run], tests: list[dict]) -> pd.DataFrame:
+def results_table(runs: list[Run], tests: list[dict], baselines: dict) -> pd.DataFrame:
     """One row per run, sorted by final validation loss (ascending).
 
     Columns: model, family, parameters, val_loss, val_accuracy, test_loss (mean
     cross-entropy, nats) with test_loss_ci_low/high, test_accuracy with
-    test_accuracy_ci_low/high, test_pairs, compute_h (training compute hours, queue
-    and restarts excluded), steps, epochs. ``tests`` are :func:`equivox.evaluate.evaluate_test`
-    records, matched to runs by ``arch``.
+    test_accuracy_ci_low/high, test_pairs, the margin over the best structure-blind
+    baseline on the same test pairs (:func:`equivox.baselines.margin_over_best`:
+    best_baseline, best_baseline_accuracy, margin, margin_ci_low/high, beats_baseline),
+    compute_h (training compute hours, queue and restarts excluded), steps, epochs.
+    ``tests`` are :func:`equivox.evaluate.evaluate_test` records, matched to runs by
+    ``arch``; ``baselines`` the :func:`equivox.baselines.compute_baselines` record.
     """
+    from .baselines import margin_over_best
+
     by_arch = {test["arch"]: test for test in tests}
     rows = []
     for run in runs:
@@ -85,6 +90,7 @@ def results_table(runs: list[Run], tests: list[dict]) -> pd.DataFrame:
             "test_loss_ci_high": test["loss_ci_high"], "test_accuracy": test["accuracy"],
             "test_accuracy_ci_low": test["accuracy_ci_low"],
             "test_accuracy_ci_high": test["accuracy_ci_high"], "test_pairs": test["n_examples"],
+            **margin_over_best(test, baselines),
             "compute_h": run.summary["compute_s"] / 3600, "steps": run.summary["steps"],
             "epochs": run.summary["epochs"],
         })
@@ -127,8 +133,11 @@ def speed_table(runs: list[Run]) -> pd.DataFrame:
 
 def dead_units_table(layer_tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Long table, one row per model and hooked layer: model, layer_index, layer, kind,
-    units, dead, dormant (from the per-run :func:`equivox.dead_units.layer_table`)."""
-    columns = ["layer_index", "layer", "kind", "units", "dead", "dormant"]
+    function, unit (channel | field | gate), units, dead, dormant, and the same counts in
+    physical channels: channels, dead_channels, dormant_channels (from the per-run
+    :func:`equivox.dead_units.layer_table`)."""
+    columns = ["layer_index", "layer", "kind", "function", "unit", "units", "dead", "dormant",
+               "channels", "dead_channels", "dormant_channels"]
     return pd.concat([table[columns].assign(model=arch) for arch, table in layer_tables.items()],
                      ignore_index=True)[["model", *columns]]
 
@@ -159,9 +168,34 @@ def shown_results(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
         f"test loss [{ci}]": [_interval(*r) for r in table[
             ["test_loss", "test_loss_ci_low", "test_loss_ci_high"]].itertuples(index=False)],
         "test pairs": table["test_pairs"],
+        f"margin over best baseline [{ci}]": [
+            _interval(*r[:3], digits=3) + ("" if r[3] else " (not above)") for r in table[
+                ["margin", "margin_ci_low", "margin_ci_high", "beats_baseline"]].itertuples(index=False)],
         "compute (h)": table["compute_h"].map(_significant),
         "steps": table["steps"], "epochs": table["epochs"].map(lambda e: _number(e, 4)),
     })
+
+
+def baselines_table(baselines: dict) -> pd.DataFrame:
+    """One row per evaluation set and baseline (:func:`equivox.baselines.compute_baselines`):
+    split, baseline, n_examples, correct, accuracy, accuracy_ci_low/high, best (the
+    baseline chosen on the validation set)."""
+    return pd.DataFrame([{"split": split, **row, "best": row["baseline"] == baselines["best"]}
+                         for split, data in baselines["sets"].items() for row in data["rows"]])
+
+
+def shown_baselines(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Baselines (rows) x evaluation sets (columns), accuracy with its interval."""
+    ci = f"{confidence:.0%} CI"
+    cells = table.assign(cell=[_interval(*r) for r in table[
+        ["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].itertuples(index=False)])
+    cells.loc[cells["baseline"] == "chance", "cell"] = cells["accuracy"].map(_number)
+    wide = cells.pivot(index="baseline", columns="split", values="cell")
+    wide = wide.loc[list(dict.fromkeys(table["baseline"]))]
+    wide.columns = [f"{split} accuracy [{ci}]" for split in wide.columns]
+    best = table.loc[table["best"], "baseline"].iloc[0]
+    wide.index = [f"{name} (best)" if name == best else name for name in wide.index]
+    return wide.rename_axis("baseline").reset_index()
 
 
 def shown_speed(table: pd.DataFrame) -> pd.DataFrame:
@@ -180,15 +214,22 @@ def shown_speed(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _dead_cell(dead, units, dead_channels, channels) -> str:
+    return f"{dead}/{units} ({dead_channels}/{channels})"
+
+
 def shown_dead_units(table: pd.DataFrame) -> pd.DataFrame:
-    """Layers (forward order) x models, each cell ``dead/units``, with a total row."""
-    cells = table.assign(cell=table["dead"].astype(str) + "/" + table["units"].astype(str))
+    """Layers (forward order) x models, each cell ``dead/units (dead/channels)``: units
+    are a plain channel, an escnn field or a gate; channels are physical (tensor)
+    channels, comparable across families. A total row sums both."""
+    counts = ["dead", "units", "dead_channels", "channels"]
+    cells = table.assign(cell=[_dead_cell(*row) for row in table[counts].itertuples(index=False)])
     models = list(dict.fromkeys(table["model"]))
     wide = cells.pivot(index="layer_index", columns="model", values="cell")[models].fillna("")
-    totals = table.groupby("model")[["dead", "units"]].sum()
-    wide.loc["total"] = [f"{totals.loc[m, 'dead']}/{totals.loc[m, 'units']}" for m in models]
+    totals = table.groupby("model")[counts].sum()
+    wide.loc["total"] = [_dead_cell(*totals.loc[m, counts]) for m in models]
     wide.columns.name = None
-    return wide.rename_axis("layer").reset_index().astype(str)
+    return wide.rename_axis("layer: dead/units (dead/channels)").reset_index().astype(str)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -228,17 +269,22 @@ def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv_path, md_path, t
     Path(html_path).write_text(shown.to_html(index=False, border=0, justify="left"))
 
 
-TABLES = ("results", "speed", "dead_units")
+TABLES = ("results", "baselines", "speed", "dead_units")
 
 
-def build_table(name: str, *, runs=(), tests=(), dead_units=(), confidence: float = 0.95
+def build_table(name: str, *, runs=(), tests=(), dead_units=(), baselines=(), confidence: float = 0.95
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(numbers, shown)`` of table ``name`` from record paths: ``runs`` (final/run.json),
-    ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv)."""
+    ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv),
+    ``baselines`` (one path: analysis/baselines.json)."""
+    baseline_record = json.loads(Path(baselines[0]).read_text()) if baselines else None
     if name == "results":
         numbers = results_table([read_run(path) for path in runs],
-                                [json.loads(Path(path).read_text()) for path in tests])
+                                [json.loads(Path(path).read_text()) for path in tests], baseline_record)
         return numbers, shown_results(numbers, confidence)
+    if name == "baselines":
+        numbers = baselines_table(baseline_record)
+        return numbers, shown_baselines(numbers, confidence)
     if name == "speed":
         numbers = speed_table([read_run(path) for path in runs])
         return numbers, shown_speed(numbers)
@@ -246,3 +292,65 @@ def build_table(name: str, *, runs=(), tests=(), dead_units=(), confidence: floa
         numbers = dead_units_table({Path(path).stem: pd.read_csv(path, sep="\t") for path in dead_units})
         return numbers, shown_dead_units(numbers)
     raise ValueError(f"unknown table {name!r}; one of {TABLES}")
+
+
+# --- equivariance, measured (equivox.equivariance) ---------------------------------------
+
+def equivariance_table(summaries: list[dict]) -> pd.DataFrame:
+    """One row per model, in the given order, from :func:`equivox.equivariance.measure_equivariance`
+    summaries (``results/analysis/equivariance/<arch>.json``).
+
+    Columns: model, family, equivariant (a representation is promised), features (F),
+    invariant_features (F0; = F for plain models), examples, stored_image_error, spread
+    and mean feature norm (invariant and full features), then for each transform kind
+    (identity, cube, haar, angle) and each metric (invariant_rel, invariant_spread,
+    equivariant_rel, equivariant_spread) ``<kind>_<metric>`` (mean over examples and
+    rotations) with ``_ci_low``, ``_ci_high`` (normal interval of the per-example means)
+    and ``_max``.
+    """
+    rows = []
+    for summary in summaries:
+        row = {"model": summary["arch"], "family": summary["family"],
+               "equivariant": summary["equivariant"], "features": summary["n_features"],
+               "invariant_features": summary["n_invariant"], "examples": summary["n_examples"],
+               "stored_image_error": summary["stored_image_error"],
+               "spread_invariant": summary["spread"]["invariant"],
+               "spread_equivariant": summary["spread"]["equivariant"],
+               "norm_invariant": summary["spread"]["invariant_norm"],
+               "norm_equivariant": summary["spread"]["equivariant_norm"]}
+        for kind, metrics in summary["kinds"].items():
+            for metric, stats in metrics.items():
+                row[f"{kind}_{metric}"] = stats["mean"]
+                row.update({f"{kind}_{metric}_{key}": stats[key] for key in ("ci_low", "ci_high", "max")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def shown_equivariance(table: pd.DataFrame) -> pd.DataFrame:
+    """Rounded equivariance table (3 significant digits): per model the invariant-feature
+    error relative to the between-example spread under each transform, the same relative
+    to the features' norm for random rotations, and the full-feature (equivariance) error
+    relative to the spread; plain models promise nothing, so for them both are the plain
+    change of all features."""
+    def column(name):
+        return table[name].map(_significant) if name in table else "–"
+
+    features = [f"{f} ({f0} invariant)" if equivariant else f"{f} (none promised)"
+                for f, f0, equivariant in table[["features", "invariant_features", "equivariant"]]
+                .itertuples(index=False)]
+    return pd.DataFrame({
+        "model": table["model"], "family": table["family"], "features": features,
+        "examples": table["examples"],
+        "floor: invariant / spread": column("identity_invariant_spread"),
+        "cube: invariant / spread": column("cube_invariant_spread"),
+        "cube: equivariant / spread": column("cube_equivariant_spread"),
+        "random: invariant / norm": column("haar_invariant_rel"),
+        "random: invariant / spread": column("haar_invariant_spread"),
+        "random: equivariant / spread": column("haar_equivariant_spread"),
+    })
+
+
+def build_equivariance_table(summaries) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(numbers, shown)`` of the equivariance table from summary JSON paths."""
+    numbers = equivariance_table([json.loads(Path(path).read_text()) for path in summaries])
+    return numbers, shown_equivariance(numbers)

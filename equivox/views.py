@@ -8,11 +8,15 @@ one of the 6 cube-face directions of view A. The label is that face:
 
     FACES = +x, -x, +y, -y, +z, -z     (label 0 .. 5, in view A's axes)
 
-View B's centre must pass the origin density criterion; a face is drawn uniformly among
-the faces that pass. Because R is uniform over SO(3), the labels are uniform too.
+View B's centre must pass the origin density criterion. With ``require_all_faces``
+(the default) an origin is used only if all six neighbour centres pass, and the face is
+then drawn uniformly: the label is independent of view A alone. Otherwise a face is drawn
+uniformly among the faces that pass, and view A's own density hints at the label. Because
+R is uniform over SO(3), the labels are uniform either way.
 
-Everything for example ``i`` derives from ``numpy.random.default_rng([seed, i])``, so
-an example is the same in any worker, any run, any number of workers.
+Everything for example ``i`` of a split derives from
+``numpy.random.default_rng([seed, stream, i])`` (``task.SPLIT_STREAMS``), so an example is
+the same in any worker, any run, any number of workers, and splits share no draws.
 """
 from __future__ import annotations
 
@@ -29,19 +33,18 @@ from scipy.spatial import cKDTree
 from .atoms import load_structure
 from .origin_db import OriginDB
 from .origins import OriginParams, biological_mask
+from .task import FACE_NAMES, FACES, SPLIT_STREAMS
 from .voxelize import ImageParams, atom_radii, channel_index, image_from_atoms
 
 log = logging.getLogger(__name__)
-
-FACES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64)
-FACE_NAMES = ("+x", "-x", "+y", "-y", "+z", "-z")
 
 
 @dataclass(frozen=True)
 class ViewParams:
     image: ImageParams = field(default_factory=ImageParams)
-    padding_A: float = 0.0          # gap between the two cubes
+    padding_A: float = 2.0          # gap between the two cubes (task.min_padding_A)
     origins: OriginParams = field(default_factory=OriginParams)  # criterion for B's centre
+    require_all_faces: bool = False  # origin used only if all 6 neighbours are dense
     structure_weighting: str = "origins"  # "origins": by origin count; "uniform": per structure
     max_retries: int = 100          # fresh origins tried before giving up on an example
 
@@ -53,7 +56,8 @@ class ViewParams:
                              f"got {self.structure_weighting!r}")
 
     CONFIG_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
-                   "default_radius_A", "padding_A", "structure_weighting", "max_retries")
+                   "default_radius_A", "padding_A", "allow_shared_atoms", "require_all_faces",
+                   "structure_weighting", "max_retries")
     """The keys of config ``views`` that :meth:`from_config` reads (with all of ``origins``)."""
 
     @classmethod
@@ -65,6 +69,7 @@ class ViewParams:
                             element_radii_A=tuple(sorted(v["element_radii_A"].items())),
                             default_radius_A=v["default_radius_A"])
         return cls(image=image, padding_A=v["padding_A"], origins=OriginParams(**config["origins"]),
+                   require_all_faces=v["require_all_faces"],
                    structure_weighting=v["structure_weighting"], max_retries=v["max_retries"])
 
     @property
@@ -172,7 +177,7 @@ class ViewPairSampler:
 
     def sample(self, index: int) -> ViewPair:
         """The example at ``index`` (deterministic for the sampler's seed)."""
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
         p = self.params
         for attempt in range(p.max_retries):
             row = self.structures[rng.choice(len(self.structures), p=self.weights)]
@@ -183,7 +188,7 @@ class ViewPairSampler:
             centres_b = [view_b_centre(centre, rotation, f, p.offset_A) for f in range(6)]
             ok = [f for f in range(6)
                   if atoms.density(centres_b[f], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4]
-            if ok:
+            if len(ok) == 6 or (ok and not p.require_all_faces):
                 face = int(rng.choice(ok))
                 crops = [atoms.crop(centre, rotation, p.image),
                          atoms.crop(centres_b[face], rotation, p.image)]
@@ -191,9 +196,10 @@ class ViewPairSampler:
                     log.debug("example %d: %d origin(s) had no dense face", index, attempt)
                 return ViewPair(crops, face, origin_id, row["id"], rotation,
                                 np.stack([centre, centres_b[face]]))
-        raise RuntimeError(f"example {index} of split {self.split!r}: no origin with a dense "
-                           f"neighbouring view in {p.max_retries} tries; lower "
-                           "origins.min_nearby_atoms or views.padding_A")
+        need = "all six neighbouring views dense" if p.require_all_faces else "a dense neighbouring view"
+        raise RuntimeError(f"example {index} of split {self.split!r}: no origin with {need} in "
+                           f"{p.max_retries} tries; lower origins.min_nearby_atoms or views.padding_A"
+                           + (", or set views.require_all_faces: false" if p.require_all_faces else ""))
 
 
 def pack_atoms(pairs: list[ViewPair]):
@@ -296,6 +302,7 @@ def write_view_set(path, sampler: ViewPairSampler, n_examples: int, first_index:
                             length_voxels=p.length_voxels, resolution_A=p.resolution_A,
                             channels=list(p.channels), default_radius_A=p.default_radius_A,
                             padding_A=sampler.params.padding_A, faces=list(FACE_NAMES),
+                            require_all_faces=sampler.params.require_all_faces,
                             radius_A=sampler.params.origins.radius_A,
                             min_nearby_atoms=sampler.params.origins.min_nearby_atoms,
                             origin_db=str(sampler.db.path))

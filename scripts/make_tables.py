@@ -1,4 +1,4 @@
-"""Rule make_tables: one paper table (results, speed or dead_units) as CSV, Markdown, LaTeX and HTML."""
+"""Rule make_tables: one paper table (results, baselines, speed or dead_units) as CSV, Markdown, LaTeX and HTML."""
 from equivox.logs import run_logged
 from equivox.tables import build_table, write_table
 
@@ -11,4 +11,5 @@ def main(table, outputs, confidence, **records):
 if "snakemake" in globals():
     run_logged(main, snakemake.log[0], table=snakemake.wildcards.table, outputs=snakemake.output,
                confidence=snakemake.params.confidence, runs=snakemake.input.runs,
-               tests=snakemake.input.tests, dead_units=snakemake.input.dead_units)
+               tests=snakemake.input.tests, dead_units=snakemake.input.dead_units,
+               baselines=snakemake.input.baselines)

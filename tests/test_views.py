@@ -138,3 +138,71 @@ def test_training_shards_replay_the_sampler_and_cycle(small_db, tmp_path):
     write_view_set(paths[1], sampler, 2, image_dtype=np.float32, progress=False)
     with pytest.raises(ValueError, match="differ in size"):
         ShardedViewDataset(paths, 5)
+
+
+def cube_overlap(local_A: np.ndarray, radii_A: np.ndarray, half_A: float) -> np.ndarray:
+    """Whether each atom's sphere (view-frame centre) overlaps the cube [-half, half]^3."""
+    outside = np.clip(np.abs(local_A) - half_A, 0, None)
+    return np.linalg.norm(outside, axis=1) < radii_A
+
+
+@pytest.mark.parametrize("padding_A, shared_expected", [(0.0, True), (ViewParams().padding_A, False)])
+def test_no_atom_touches_both_views_at_the_default_padding(small_db, padding_A, shared_expected):
+    """Every atom of the structure (not only the crops) against both cubes; padding 0 is
+    the control that shows the check can fail."""
+    from equivox.task import min_padding_A
+    params = ViewParams(padding_A=padding_A)
+    assert ViewParams().padding_A >= min_padding_A({"default_radius_A": params.image.default_radius_A})
+    sampler = ViewPairSampler(small_db, "train", params, seed=5)
+    shared = 0
+    for i in range(30):
+        pair = sampler.sample(i)
+        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        touches = [cube_overlap((atoms.coords_A - pair.centres_A[v]) @ pair.rotation, atoms.radii_A,
+                                params.image.length_A / 2) for v in (0, 1)]
+        assert touches[0].any() and touches[1].any()
+        shared += int((touches[0] & touches[1]).sum())
+    assert (shared > 0) == shared_expected
+
+
+def test_padding_below_the_leak_free_minimum_is_refused_unless_opted_in():
+    from equivox.task import view_config_errors
+    views = {"default_radius_A": 0.375, "element_radii_A": {"S": 0.9}, "padding_A": 1.0,
+             "allow_shared_atoms": False}
+    [message] = view_config_errors(views)
+    assert "views.padding_A" in message and ">= 1.8" in message and "allow_shared_atoms" in message
+    assert view_config_errors({**views, "allow_shared_atoms": True}) == []
+    assert view_config_errors({**views, "padding_A": 1.8}) == []
+
+
+def test_splits_draw_from_independent_streams(small_db):
+    """With one seed, validation and test example i share no draw (rotation), nor do
+    training examples; the same split and seed repeat exactly."""
+    rotations = {split: [ViewPairSampler(small_db, split, ViewParams(), seed=0).sample(i).rotation
+                         for i in range(5)] for split in ("train", "val", "test")}
+    for a, b in (("train", "val"), ("val", "test"), ("train", "test")):
+        assert all(not np.allclose(x, y) for x, y in zip(rotations[a], rotations[b]))
+    again = ViewPairSampler(small_db, "val", ViewParams(), seed=0).sample(3).rotation
+    np.testing.assert_array_equal(again, rotations["val"][3])
+
+
+def test_all_faces_rule_uses_only_origins_with_six_dense_neighbours(small_db):
+    """With require_all_faces every neighbour centre passes the criterion, so the label
+    cannot depend on view A; labels stay uniform. (A wide, permissive criterion: the
+    test structures are too small for all six at the default one.)"""
+    from equivox.origins import OriginParams
+    params = ViewParams(origins=OriginParams(radius_A=9.0, min_nearby_atoms=5), require_all_faces=True,
+                        max_retries=2000)
+    sampler = ViewPairSampler(small_db, "train", params, seed=1)
+    labels = []
+    for i in range(120):
+        pair = sampler.sample(i)
+        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        for face in FACES:
+            centre = pair.centres_A[0] + params.offset_A * pair.rotation @ face
+            assert atoms.density(centre, 9.0) >= 5 - 1e-4
+        labels.append(pair.label)
+    assert stats.chisquare(np.bincount(labels, minlength=6)).pvalue > 0.001
+    strict = ViewPairSampler(small_db, "train", ViewParams(require_all_faces=True, max_retries=5), seed=0)
+    with pytest.raises(RuntimeError, match="all six neighbouring views dense.*require_all_faces: false"):
+        strict.sample(0)

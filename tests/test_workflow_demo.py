@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 SOURCE = ["Snakefile", "workflow", "scripts", "config", "envs"]
 ARCHS = list(yaml.safe_load((REPO / "config/architectures/demo.yaml").read_text()))
 FIGURES = ["validation_vs_steps", "validation_vs_compute", "training_vs_steps", "test_results",
-           "dead_units_summary", *(f"dead_units/{arch}" for arch in ARCHS)]
-TABLES = ["results", "speed", "dead_units"]
+           "dead_units_summary", "equivariance", *(f"dead_units/{arch}" for arch in ARCHS)]
+TABLES = ["results", "baselines", "speed", "dead_units", "equivariance"]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -48,11 +48,12 @@ def demo(tmp_path_factory):
 
 def test_every_demo_architecture_trains_to_completion(demo):
     _, workdir, proc = demo
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    train = yaml.safe_load((REPO / "config/config.yaml").read_text())["train"]
     for arch in ARCHS:
         run = workdir / "results/runs" / arch
         status = json.loads((run / "status.json").read_text())
-        assert (status["status"], status["step"]) == ("complete", config["train"]["max_steps"]), arch
+        steps = train.get("max_steps_per_model", {}).get(arch, train["max_steps"])
+        assert (status["status"], status["step"]) == ("complete", steps), arch
         for name in ("weights.pt", "metrics.csv", "run.json"):
             assert (run / "final" / name).stat().st_size > 0, (arch, name)
         for name in ("settings.yaml", "config.yaml", "environment.json"):
@@ -94,6 +95,19 @@ def test_results_table_equals_a_recount_from_the_metrics(demo):
         test = json.loads((workdir / f"results/analysis/test/{arch}.json").read_text())
         assert float(row["test_accuracy"]) == pytest.approx(test["accuracy"], rel=1e-12)
         assert float(row["test_accuracy_ci_low"]) <= test["accuracy"] <= float(row["test_accuracy_ci_high"])
+
+
+def test_the_demo_task_does_not_leak_through_the_seam(demo):
+    """The seam rule (matching the facing boundary layers) is near chance on the demo's
+    validation set, and every model's margin over the best baseline is tabulated."""
+    _, workdir, _ = demo
+    baselines = json.loads((workdir / "results/analysis/baselines.json").read_text())
+    accuracy = {r["baseline"]: r["accuracy"] for r in baselines["sets"]["val"]["rows"]}
+    assert accuracy["seam"] <= 1 / 6 + 0.1, accuracy
+    assert baselines["best"] in accuracy and baselines["best"] != "chance"
+    rows = read_csv(workdir / "results/tables/results.csv")
+    assert all(row["best_baseline"] == baselines["best"] for row in rows)
+    assert all(float(row["margin_ci_low"]) <= float(row["margin"]) <= float(row["margin_ci_high"]) for row in rows)
 
 
 def test_speed_table_equals_a_recount_from_the_metrics(demo):

@@ -2,6 +2,30 @@
 # (docs/analyses.md).
 
 
+rule baselines:
+    input:
+        db=f"{RESULTS}/origins.sqlite",
+        val=f"{RESULTS}/views/val.h5",
+        test=f"{RESULTS}/views/test.h5",
+    output:
+        result=f"{RESULTS}/analysis/baselines.json",
+    params:
+        # the view sampler's config: the structure-blind model is fitted on training pairs
+        config=view_config("seed"),
+        n_train=config["analysis"]["baselines"]["n_train"],
+        code=code_of("scripts/baselines.py"),
+        confidence=config["analysis"]["test"]["confidence"],
+    threads: 2
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/baselines.log",
+    benchmark:
+        f"{LOGS}/benchmarks/baselines.tsv"
+    script:
+        "../../scripts/baselines.py"
+
+
 rule analyze_dead_units:
     input:
         weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
@@ -9,8 +33,10 @@ rule analyze_dead_units:
     output:
         table=f"{RESULTS}/analysis/dead_units/{{arch}}.tsv",
     params:
+        code=code_of("scripts/analyze_dead_units.py", per_arch=True),
         n_examples=config["analysis"]["dead_units"]["n_examples"],
         tau=config["analysis"]["dead_units"]["tau"],
+        open_fraction=config["analysis"]["dead_units"]["open_fraction"],
         batch_size=config["analysis"]["batch_size"],
         device=config["analysis"]["device"],
     threads: 2
@@ -31,6 +57,7 @@ rule evaluate_test:
     output:
         result=f"{RESULTS}/analysis/test/{{arch}}.json",
     params:
+        code=code_of("scripts/evaluate_test.py", per_arch=True),
         n_examples=config["analysis"]["test"]["n_examples"],
         confidence=config["analysis"]["test"]["confidence"],
         batch_size=config["analysis"]["batch_size"],
@@ -44,3 +71,29 @@ rule evaluate_test:
         f"{LOGS}/benchmarks/evaluate_test/{{arch}}.tsv"
     script:
         "../../scripts/evaluate_test.py"
+
+
+rule measure_equivariance:
+    input:
+        weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
+        views=f"{RESULTS}/views/val.h5",
+        db=f"{RESULTS}/origins.sqlite",
+    output:
+        samples=f"{RESULTS}/analysis/equivariance/{{arch}}.tsv",
+        summary=f"{RESULTS}/analysis/equivariance/{{arch}}.json",
+    params:
+        code=code_of("scripts/measure_equivariance.py", per_arch=True),
+        # the views were made with this config; view A is re-cropped from the atom store
+        config=view_config(),
+        settings=config["analysis"]["equivariance"],
+        batch_size=config["analysis"]["batch_size"],
+        device=config["analysis"]["device"],
+    threads: 2
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/measure_equivariance/{{arch}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/measure_equivariance/{{arch}}.tsv"
+    script:
+        "../../scripts/measure_equivariance.py"

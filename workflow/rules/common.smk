@@ -32,6 +32,18 @@ def structure_source():
     return None, config["structures"]["url_template"]
 
 
+def data_settings():
+    """The config the data stage's result depends on, recorded in the origin database:
+    the data sections less the operational fetch keys (retries, timeouts, allowed
+    failure fraction), so that tuning those rebuilds nothing."""
+    from equivox.download import OPERATIONAL_STRUCTURE_KEYS
+
+    settings = {key: config[key] for key in ("demo", "pisces", "atoms", "origins", "splits")}
+    settings["structures"] = {key: value for key, value in config["structures"].items()
+                              if key not in OPERATIONAL_STRUCTURE_KEYS}
+    return settings
+
+
 def mirror_input():
     """The demo mirror is a rule output; a user's mirror is not tracked."""
     return [f"{RESULTS}/demo/pisces.txt"] if config["pisces"]["source"] == "demo" else []
@@ -56,17 +68,40 @@ ARCHITECTURES = architecture_set()
 def train_settings(wildcards):
     """What train_model passes to equivox.train.TrainSettings for one architecture, as
     params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
-    from equivox.train import OPERATIONAL_SETTINGS
+    from equivox.run_record import OPERATIONAL_SETTINGS
 
     t = config["train"]
     return {
         "arch": wildcards.arch, "spec": ARCHITECTURES[wildcards.arch],
+        # the training code is part of what a run records: a code edit starts a new lineage
+        "code": code_of("scripts/train_model.py", per_arch=True)(wildcards),
         "origin_db": f"{RESULTS}/origins.sqlite", "val_views": f"{RESULTS}/views/val.h5",
         "view_config": view_config(),
+        # what the origin DB and the validation set were made from: a run never continues
+        # on other data (a changed PISCES filter or split starts a new lineage)
+        "data": {**data_settings(),
+                 "val_views": {k: config["views"][k] for k in ("n_val", "seed", "image_dtype")}},
         "train_shards": train_shard_files(),
         **{k: v for k, v in t.items()
-           if k not in ("architectures", "models", "resources", *OPERATIONAL_SETTINGS)},
+           if k not in ("architectures", "models", "resources", "max_steps_per_model",
+                        *OPERATIONAL_SETTINGS)},
+        "max_steps": t["max_steps_per_model"].get(wildcards.arch, t["max_steps"]),
     }
+
+
+def code_of(script, per_arch=False):
+    """Fingerprint of a rule's script and the equivox code it runs, for the rule's params
+    (equivox/code_version.py, docs/training.md "What reruns"): an edit that can change a
+    result reruns the rule and, by mtime, what depends on it; a docstring, comment,
+    logging or CLI-help edit does not. Every rule carries
+    ``code=code_of("scripts/<its script>.py"),``; a rule with an ``{arch}`` wildcard that
+    builds the model passes ``per_arch=True`` (only that model family's module counts)."""
+    from equivox.code_version import code_version
+
+    path = Path(workflow.basedir) / script
+    if per_arch:
+        return lambda wildcards: code_version(path, family=ARCHITECTURES[wildcards.arch]["family"])
+    return code_version(path)
 
 
 def train_shard_files():
@@ -100,23 +135,29 @@ def table_inputs(wildcards):
     dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.tsv" for arch in ARCHITECTURES]
     return {"runs": runs if wildcards.table in ("results", "speed") else [],
             "tests": tests if wildcards.table == "results" else [],
-            "dead_units": dead_units if wildcards.table == "dead_units" else []}
+            "dead_units": dead_units if wildcards.table == "dead_units" else [],
+            "baselines": ([f"{RESULTS}/analysis/baselines.json"]
+                          if wildcards.table in ("results", "baselines") else [])}
 
 
 def paper_tables():
     """Names of the paper tables (make_tables writes results/tables/<name>.{csv,md,tex,html})."""
-    return ["results", "speed", "dead_units"]
+    return ["results", "baselines", "speed", "dead_units"]
+
+
+OWN_RULE_TABLES = ("equivariance",)
+"""Paper tables written by a rule of their own (equivariance_table), not by make_tables."""
 
 
 def paper_files():
     """results/paper/ copy -> source, for paper_figures: figures (SVG, PDF), tables
     (CSV, Markdown, LaTeX) and the example view pairs."""
     figures = ["validation_vs_steps", "validation_vs_compute", "training_vs_steps", "test_results",
-               "dead_units_summary", *(f"dead_units/{arch}" for arch in ARCHITECTURES)]
+               "dead_units_summary", "equivariance", *(f"dead_units/{arch}" for arch in ARCHITECTURES)]
     files = {f"{RESULTS}/paper/figures/{name}.{ext}": f"{RESULTS}/figures/{name}.{ext}"
              for name in figures for ext in ("svg", "pdf")}
     files.update({f"{RESULTS}/paper/tables/{name}.{ext}": f"{RESULTS}/tables/{name}.{ext}"
-                  for name in paper_tables() for ext in ("csv", "md", "tex")})
+                  for name in (*paper_tables(), *OWN_RULE_TABLES) for ext in ("csv", "md", "tex")})
     files[f"{RESULTS}/paper/figures/view_pairs.svg"] = f"{RESULTS}/views/examples.svg"
     return files
 
@@ -126,8 +167,8 @@ def final_outputs():
     shards = train_shard_files()
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     analyses = [f"{RESULTS}/analysis/{kind}/{arch}.{ext}" for arch in ARCHITECTURES
-                for kind, ext in (("dead_units", "tsv"), ("test", "json"))]
-    tables = [f"{RESULTS}/tables/{name}.html" for name in paper_tables()]
+                for kind, ext in (("dead_units", "tsv"), ("test", "json"), ("equivariance", "json"))]
+    tables = [f"{RESULTS}/tables/{name}.html" for name in (*paper_tables(), *OWN_RULE_TABLES)]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
             f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files()]
 
@@ -145,7 +186,18 @@ def print_run_statuses():
               f"{status.get('message', '')[:100]}")
 
 
+def print_fetch_summary():
+    """Downloads of this and earlier runs: counts by status, the manifests with failed
+    or obsolete entries, and the command that retries exactly the failed ones."""
+    from equivox.download import fetch_summary
+
+    lines = fetch_summary(Path(RESULTS, "structures", "manifests"))
+    if lines:
+        print("\n" + "\n".join(lines))
+
+
 def print_summary():
+    print_fetch_summary()
     summary = Path(f"{RESULTS}/origins.summary.tsv")
     if not summary.exists():
         return

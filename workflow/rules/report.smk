@@ -5,11 +5,13 @@
 rule plot_curves:
     input:
         runs=expand(f"{RESULTS}/runs/{{arch}}/final/run.json", arch=ARCHITECTURES),
+        baselines=f"{RESULTS}/analysis/baselines.json",
     output:
         svg=report(f"{RESULTS}/figures/{{curve}}_vs_{{x}}.svg", caption="../report/curves.rst",
                    category="Training", labels={"curve": "{curve}", "against": "{x}"}),
         pdf=f"{RESULTS}/figures/{{curve}}_vs_{{x}}.pdf",
     params:
+        code=code_of("scripts/plot_curves.py"),
         facet=config["analysis"]["figures"]["facet"],
         smoothing=config["analysis"]["figures"]["smoothing"],
     wildcard_constraints:
@@ -26,11 +28,13 @@ rule plot_curves:
 rule plot_test_results:
     input:
         tests=expand(f"{RESULTS}/analysis/test/{{arch}}.json", arch=ARCHITECTURES),
+        baselines=f"{RESULTS}/analysis/baselines.json",
     output:
         svg=report(f"{RESULTS}/figures/test_results.svg", caption="../report/test_results.rst",
                    category="Test set"),
         pdf=f"{RESULTS}/figures/test_results.pdf",
     params:
+        code=code_of("scripts/plot_test_results.py"),
         families=model_families(),
     conda:
         CONDA_ENV
@@ -48,6 +52,7 @@ rule plot_dead_units:
                    category="Dead units", subcategory="Per model", labels={"model": "{arch}"}),
         pdf=f"{RESULTS}/figures/dead_units/{{arch}}.pdf",
     params:
+        code=code_of("scripts/plot_dead_units.py"),
         tau=config["analysis"]["dead_units"]["tau"],
     conda:
         CONDA_ENV
@@ -66,6 +71,7 @@ rule plot_dead_units_summary:
                    subcategory="All models"),
         pdf=f"{RESULTS}/figures/dead_units_summary.pdf",
     params:
+        code=code_of("scripts/plot_dead_units_summary.py"),
         families=model_families(),
         tau=config["analysis"]["dead_units"]["tau"],
     conda:
@@ -86,6 +92,7 @@ rule make_tables:
         md=f"{RESULTS}/tables/{{table}}.md",
         tex=f"{RESULTS}/tables/{{table}}.tex",
     params:
+        code=code_of("scripts/make_tables.py"),
         confidence=config["analysis"]["test"]["confidence"],
     wildcard_constraints:
         table="|".join(paper_tables()),
@@ -102,9 +109,48 @@ rule paper_figures:
         list(paper_files().values()),
     output:
         list(paper_files()),
+    params:
+        code=code_of("scripts/collect_figures.py"),
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/paper_figures.log",
     script:
         "../../scripts/collect_figures.py"
+
+
+rule plot_equivariance:
+    input:
+        summaries=expand(f"{RESULTS}/analysis/equivariance/{{arch}}.json", arch=ARCHITECTURES),
+    output:
+        svg=report(f"{RESULTS}/figures/equivariance.svg", caption="../report/equivariance.rst",
+                   category="Equivariance"),
+        pdf=f"{RESULTS}/figures/equivariance.pdf",
+    params:
+        code=code_of("scripts/plot_equivariance.py"),
+        families=model_families(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plot_equivariance.log",
+    script:
+        "../../scripts/plot_equivariance.py"
+
+
+rule equivariance_table:
+    input:
+        summaries=expand(f"{RESULTS}/analysis/equivariance/{{arch}}.json", arch=ARCHITECTURES),
+    output:
+        html=report(f"{RESULTS}/tables/equivariance.html", caption="../report/equivariance_table.rst",
+                    category="Tables", labels={"table": "equivariance"}),
+        csv=f"{RESULTS}/tables/equivariance.csv",
+        md=f"{RESULTS}/tables/equivariance.md",
+        tex=f"{RESULTS}/tables/equivariance.tex",
+    params:
+        code=code_of("scripts/equivariance_table.py"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/equivariance_table.log",
+    script:
+        "../../scripts/equivariance_table.py"

@@ -7,6 +7,7 @@ rule voxelize:
     output:
         views=f"{RESULTS}/views/{{split}}.h5",
     params:
+        code=code_of("scripts/voxelize.py"),
         # only the sections views depend on: an analysis or plotting edit must not
         # remake the view sets (and, through them, retrain every model)
         config=view_config("seed", "image_dtype"),
@@ -27,6 +28,7 @@ rule voxelize_train_shard:
     output:
         views=f"{RESULTS}/views/train_shards/{{index}}.h5",
     params:
+        code=code_of("scripts/voxelize.py"),
         # only the sections views depend on: an analysis or plotting edit must not
         # remake the view sets (and, through them, retrain every model)
         config=view_config("seed", "image_dtype"),
@@ -49,6 +51,7 @@ rule render_views:
                    category="Task"),
         svg=f"{RESULTS}/views/examples.svg",
     params:
+        code=code_of("scripts/render_views.py"),
         n_examples=config["views"]["render_examples"],
     conda:
         CONDA_ENV

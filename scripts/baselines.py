@@ -1,0 +1,28 @@
+"""Rule baselines: structure-blind baselines on the fixed validation and test sets."""
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from equivox.baselines import compute_baselines, training_features
+from equivox.logs import run_logged
+from equivox.views import ViewPairSampler, ViewParams
+
+
+def main(db, val, test, result, threads, config, n_train, confidence):
+    torch.set_num_threads(threads)
+    sampler = ViewPairSampler(db, "train", ViewParams.from_config(config), seed=config["views"]["seed"])
+    record = compute_baselines({"val": val, "test": test}, training_features(sampler, n_train), confidence)
+    Path(result).write_text(json.dumps(record))
+    log = logging.getLogger("equivox")
+    for split, data in record["sets"].items():
+        log.info("%s: %s", split, ", ".join(f"{r['baseline']} {r['accuracy']:.3f}" for r in data["rows"]))
+    log.info("best baseline (chosen on val): %s", record["best"])
+
+
+if "snakemake" in globals():
+    run_logged(main, snakemake.log[0], db=snakemake.input.db, val=snakemake.input.val,
+               test=snakemake.input.test, result=snakemake.output.result, threads=snakemake.threads,
+               config=snakemake.params.config, n_train=snakemake.params.n_train,
+               confidence=snakemake.params.confidence)
