@@ -279,10 +279,10 @@ def measure_encoder(encoder: torch.nn.Module, crops: list, image_params: ImagePa
             rows.append({"example": i, "kind": kind, "rotation": index,
                          "angle_deg": angle,
                          "invariant_error": inv_error, "equivariant_error": eq_error,
-                         "invariant_rel": inv_error / float(invariant[i].norm()),
-                         "invariant_spread": inv_error / spreads["invariant"],
-                         "equivariant_rel": eq_error / float(features[i].norm()),
-                         "equivariant_spread": eq_error / spreads["equivariant"]})
+                         "invariant_rel": _ratio(inv_error, float(invariant[i].norm())),
+                         "invariant_spread": _ratio(inv_error, spreads["invariant"]),
+                         "equivariant_rel": _ratio(eq_error, float(features[i].norm())),
+                         "equivariant_spread": _ratio(eq_error, spreads["equivariant"])})
 
     for i, crop in enumerate(crops):
         if stored is not None:
@@ -298,6 +298,12 @@ def measure_encoder(encoder: torch.nn.Module, crops: list, image_params: ImagePa
                 images = voxelize_rotated(crop, [r for _, _, r in chosen], image_params)
                 add_rows(i, kind, chosen, encode(encoder, images, batch_size, device))
     return pd.DataFrame(rows), spreads
+
+
+def _ratio(error: float, scale: float) -> float:
+    """``error / scale``; NaN where the scale is 0 (an encoder whose features are all zero
+    for a view, as a plain ReLU net with dead outputs can be: no relative error exists)."""
+    return error / scale if scale > 0 else float("nan")
 
 
 def voxelize_rotated_many(crops: list, image_params: ImageParams) -> torch.Tensor:
