@@ -20,7 +20,8 @@ TINY = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 1,
         "head_channels": [16], "head_dropout": 0.2}
 VIEW_CONFIG = {"views": {"length_voxels": 21, "resolution_A": 0.75, "channels": ["C", "N", "O", "*"],
                          "default_radius_A": 0.375, "element_radii_A": {}, "padding_A": 0.0,
-                         "structure_weighting": "origins", "max_retries": 100},
+                         "structure_weighting": "origins", "max_retries": 100,
+                         "require_all_faces": False},
                "origins": {"radius_A": 5.0, "min_nearby_atoms": 25, "exclude_hydrogens": True}}
 
 
