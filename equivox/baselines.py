@@ -17,7 +17,7 @@ voxel layers of view ``V`` on face ``f``:
 
 Each rule predicts the argmax over faces of its score. The *best baseline* is the one
 with the highest validation accuracy; its test accuracy is the reference a model must
-beat (``results/analysis/baselines.json``; docs/analyses.md).
+beat (``results/analysis/baselines/{val,test}.json``; docs/analyses.md).
 """
 from __future__ import annotations
 

@@ -105,10 +105,12 @@ def _architecture_problems(train: dict, repo: Path) -> list[str]:
     except (ValueError, yaml.YAMLError) as err:
         return [f"config train.architectures: {path} is not a valid architecture set: {err}"]
     problems = []
-    for key, names in (("models", train["models"] or []), ("max_steps_per_model", train["max_steps_per_model"])):
+    for key, names in (("models", train["models"] or []), ("max_steps_per_model", train["max_steps_per_model"] or {})):
         unknown = sorted(set(names) - set(specs))
         if unknown:
-            problems.append(f"config train.{key}: {unknown} not in {path} (allowed: {', '.join(sorted(specs))})")
+            hint = ("; a --configfile merges onto the demo defaults: write "
+                    "'max_steps_per_model: null' to drop their entries" if key == "max_steps_per_model" else "")
+            problems.append(f"config train.{key}: {unknown} not in {path} (allowed: {', '.join(sorted(specs))}){hint}")
     return problems
 
 

@@ -120,7 +120,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         x: one of ``X_AXES``: "steps" or "compute".
         facet: spec key to facet by (None: one column).
         smoothing: EMA weight in [0, 1).
-        baselines: the compute_baselines record (analysis/baselines.json).
+        baselines: a compute_baselines record (analysis/baselines/val.json or test.json).
     """
     apply_style()
     if x not in X_AXES:

@@ -276,7 +276,7 @@ def build_table(name: str, *, runs=(), tests=(), dead_units=(), baselines=(), co
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(numbers, shown)`` of table ``name`` from record paths: ``runs`` (final/run.json),
     ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv),
-    ``baselines`` (one path: analysis/baselines.json)."""
+    ``baselines`` (one path: analysis/baselines/test.json)."""
     baseline_record = json.loads(Path(baselines[0]).read_text()) if baselines else None
     if name == "results":
         numbers = results_table([read_run(path) for path in runs],

@@ -1,4 +1,5 @@
-"""Rule baselines: structure-blind baselines on the fixed validation and test sets."""
+"""Rule baselines: structure-blind baselines on the fixed validation set (baselines/val.json)
+or on validation and test (baselines/test.json)."""
 import json
 import logging
 from pathlib import Path
@@ -10,10 +11,10 @@ from equivox.logs import run_logged
 from equivox.views import ViewPairSampler, ViewParams
 
 
-def main(db, val, test, result, threads, config, n_train, confidence):
+def main(db, view_sets, result, threads, config, n_train, confidence):
     torch.set_num_threads(threads)
     sampler = ViewPairSampler(db, "train", ViewParams.from_config(config), seed=config["views"]["seed"])
-    record = compute_baselines({"val": val, "test": test}, training_features(sampler, n_train), confidence)
+    record = compute_baselines(view_sets, training_features(sampler, n_train), confidence)
     Path(result).write_text(json.dumps(record))
     log = logging.getLogger("equivox")
     for split, data in record["sets"].items():
@@ -22,7 +23,8 @@ def main(db, val, test, result, threads, config, n_train, confidence):
 
 
 if "snakemake" in globals():
-    run_logged(main, snakemake.log[0], db=snakemake.input.db, val=snakemake.input.val,
-               test=snakemake.input.test, result=snakemake.output.result, threads=snakemake.threads,
+    run_logged(main, snakemake.log[0], db=snakemake.input.db,
+               view_sets={split: snakemake.input[split] for split in ("val", "test") if split in snakemake.input.keys()},
+               result=snakemake.output.result, threads=snakemake.threads,
                config=snakemake.params.config, n_train=snakemake.params.n_train,
                confidence=snakemake.params.confidence)

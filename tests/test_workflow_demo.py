@@ -52,7 +52,7 @@ def test_every_demo_architecture_trains_to_completion(demo):
     for arch in ARCHS:
         run = workdir / "results/runs" / arch
         status = json.loads((run / "status.json").read_text())
-        steps = train.get("max_steps_per_model", {}).get(arch, train["max_steps"])
+        steps = (train.get("max_steps_per_model") or {}).get(arch, train["max_steps"])
         assert (status["status"], status["step"]) == ("complete", steps), arch
         for name in ("weights.pt", "metrics.csv", "run.json"):
             assert (run / "final" / name).stat().st_size > 0, (arch, name)
@@ -101,7 +101,7 @@ def test_the_demo_task_does_not_leak_through_the_seam(demo):
     """The seam rule (matching the facing boundary layers) is near chance on the demo's
     validation set, and every model's margin over the best baseline is tabulated."""
     _, workdir, _ = demo
-    baselines = json.loads((workdir / "results/analysis/baselines.json").read_text())
+    baselines = json.loads((workdir / "results/analysis/baselines/test.json").read_text())
     accuracy = {r["baseline"]: r["accuracy"] for r in baselines["sets"]["val"]["rows"]}
     assert accuracy["seam"] <= 1 / 6 + 0.1, accuracy
     assert baselines["best"] in accuracy and baselines["best"] != "chance"

@@ -3,12 +3,13 @@
 
 
 rule baselines:
+    # {split} = val: validation only (what the curve figures draw, so that a test-set
+    # edit replots no curve); test: both sets, the best baseline still chosen on val
     input:
+        unpack(baseline_view_sets),
         db=f"{RESULTS}/origins.sqlite",
-        val=f"{RESULTS}/views/val.h5",
-        test=f"{RESULTS}/views/test.h5",
     output:
-        result=f"{RESULTS}/analysis/baselines.json",
+        result=f"{RESULTS}/analysis/baselines/{{split}}.json",
     params:
         # the view sampler's config: the structure-blind model is fitted on training pairs
         config=view_config("seed"),
@@ -19,9 +20,9 @@ rule baselines:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/baselines.log",
+        f"{LOGS}/baselines/{{split}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/baselines.tsv"
+        f"{LOGS}/benchmarks/baselines/{{split}}.tsv"
     script:
         "../../scripts/baselines.py"
 

@@ -85,7 +85,7 @@ def train_settings(wildcards):
         **{k: v for k, v in t.items()
            if k not in ("architectures", "models", "resources", "max_steps_per_model",
                         *OPERATIONAL_SETTINGS)},
-        "max_steps": t["max_steps_per_model"].get(wildcards.arch, t["max_steps"]),
+        "max_steps": (t["max_steps_per_model"] or {}).get(wildcards.arch, t["max_steps"]),
     }
 
 
@@ -136,8 +136,14 @@ def table_inputs(wildcards):
     return {"runs": runs if wildcards.table in ("results", "speed") else [],
             "tests": tests if wildcards.table == "results" else [],
             "dead_units": dead_units if wildcards.table == "dead_units" else [],
-            "baselines": ([f"{RESULTS}/analysis/baselines.json"]
+            "baselines": ([f"{RESULTS}/analysis/baselines/test.json"]
                           if wildcards.table in ("results", "baselines") else [])}
+
+
+def baseline_view_sets(wildcards):
+    """The view sets rule baselines evaluates: val, and test for the test record."""
+    splits = ("val",) if wildcards.split == "val" else ("val", "test")
+    return {split: f"{RESULTS}/views/{split}.h5" for split in splits}
 
 
 def paper_tables():

@@ -5,7 +5,7 @@
 rule plot_curves:
     input:
         runs=expand(f"{RESULTS}/runs/{{arch}}/final/run.json", arch=ARCHITECTURES),
-        baselines=f"{RESULTS}/analysis/baselines.json",
+        baselines=f"{RESULTS}/analysis/baselines/val.json",
     output:
         svg=report(f"{RESULTS}/figures/{{curve}}_vs_{{x}}.svg", caption="../report/curves.rst",
                    category="Training", labels={"curve": "{curve}", "against": "{x}"}),
@@ -28,7 +28,7 @@ rule plot_curves:
 rule plot_test_results:
     input:
         tests=expand(f"{RESULTS}/analysis/test/{{arch}}.json", arch=ARCHITECTURES),
-        baselines=f"{RESULTS}/analysis/baselines.json",
+        baselines=f"{RESULTS}/analysis/baselines/test.json",
     output:
         svg=report(f"{RESULTS}/figures/test_results.svg", caption="../report/test_results.rst",
                    category="Test set"),
