@@ -80,3 +80,19 @@ def test_errors_stop_snakemake_before_the_first_job(tmp_path):
     proc = snakemake(tmp_path, config={**DEMO, "train": {**DEMO["train"], "device": "cuda"}}, check=False)
     assert proc.returncode != 0 and "config train.device" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_per_model_budgets_follow_the_architecture_set(tmp_path, capsys):
+    """The demo's per-model steps arrive with any --configfile (merged key by key): with
+    another architecture set they are ignored with a warning naming the key, while a
+    misspelt model name in train.models stays an error."""
+    other = tmp_path / "set.yaml"
+    other.write_text(yaml.safe_dump({"tiny": {"family": "plain_cnn", "layout": "arch_3", "width": 2,
+                                              "repeats": 1}}))
+    assert DEMO["train"]["max_steps_per_model"], "the demo config no longer sets a per-model budget"
+    check(train={"architectures": str(other)})
+    assert "train.max_steps_per_model" in capsys.readouterr().err
+    check(train={"architectures": str(other), "max_steps_per_model": None})
+    assert "max_steps_per_model" not in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="train.models"):
+        check(train={"architectures": str(other), "models": ["tiy"]})
