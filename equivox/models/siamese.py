@@ -23,7 +23,7 @@ from torch import nn
 from . import fields
 
 INPUT_SIDE = 21
-"""Side of a view in voxels (DESIGN.md section 3.5); every encoder maps it to 1."""
+"""Side of a view in voxels (the task's view side); every encoder maps it to 1."""
 
 CUBE_FACES = ("+x", "-x", "+y", "-y", "+z", "-z")
 """Names of the 6 classes, by logit index."""
