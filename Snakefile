@@ -15,7 +15,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+# the schema ships with the package (equivox/schemas/config.schema.yaml): it fills every default
+validate_config(config, workflow.basedir)
 
 # escnn's memoised bases, for every job this run starts (jobs inherit the environment)
 os.environ.setdefault("EQUIVOX_ESCNN_CACHE", os.path.abspath(config["escnn_cache_dir"]))

@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 
 from equivox.atoms import load_structure, nonbiological_residues, read_structure, write_structure
-from equivox.demo import demo_sources
+from equivox.config import default_config
+from equivox.demo_data import demo_sources
 from equivox.origin_db import OriginDB, StructureRecord, assign_splits, build_origin_db
 from equivox.origins import OriginParams, choose_origins
 
@@ -39,7 +40,7 @@ def main(argv=None):
 
     sources = [(path, pdb, chain) for path, pdb, chain in demo_sources()]
     blocklist = nonbiological_residues()
-    params = OriginParams()
+    params = OriginParams(**default_config()["origins"])
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "atoms.h5"
         t0 = time.perf_counter()
@@ -71,11 +72,12 @@ def main(argv=None):
 
         db = OriginDB(db_path)
         rng = np.random.default_rng(0)
-        db.sample_origins(10_000, rng)  # warm the page cache
+        for oid in rng.integers(1, db.n_origins + 1, size=10_000):  # warm the page cache
+            db.origin(oid)
         t0 = time.perf_counter()
-        for _ in range(args.samples // 10_000):
-            db.sample_origins(10_000, rng)
-        sample_rate = (args.samples // 10_000) * 10_000 / (time.perf_counter() - t0)
+        for oid in rng.integers(1, db.n_origins + 1, size=args.samples):
+            db.origin(oid)
+        sample_rate = args.samples / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         for i in range(20_000):
             db.origin(int(rng.integers(1, db.n_origins + 1)))

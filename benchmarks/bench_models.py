@@ -3,7 +3,7 @@
 For each architecture, in a fresh process (so that peak memory is that model's alone):
   build s     time to construct the model (escnn bases from the warm cache; the first
               build of a new field type in a cold cache is slower, see --cold)
-  params      trainable parameters, next to the original lab notes' reference count
+  params      trainable parameters, next to the reference count of the original lab notes
   peak        peak memory of one forward + backward at --batch-size: the process's
               peak RSS on CPU, torch.cuda.max_memory_allocated on CUDA (what nvidia-smi
               would show is higher by the caching allocator's slack: `reserved`)
@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The original lab notes (docs/architectures.md), parameters
+# parameters of the original lab notes (the reference column of docs/architectures.md)
 REFERENCE_PARAMS = {
     "arch_0": "1.1-1.2M",
     "arch_1_width_14_kernel_3": "7.2M", "arch_1_width_7_kernel_3": "4.0M",

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from equivox.baselines import predictions
+from equivox.config import default_config
 from equivox.task import FACES
 from equivox.views import ViewPairSampler, ViewParams, images_from_pairs, pack_atoms
-from equivox.voxelize import ImageParams
 
 
 def qualifying_share(sampler: ViewPairSampler, n_origins: int, rng) -> tuple[float, float]:
@@ -53,8 +54,9 @@ def main(argv=None) -> None:
     for padding in args.paddings:
         for all_faces in (False, True):
             start = time.perf_counter()
-            params = ViewParams(image=ImageParams(resolution_A=args.resolution), padding_A=padding,
-                                require_all_faces=all_faces, max_retries=1000)
+            defaults = ViewParams.from_config(default_config())  # the schema's defaults
+            params = replace(defaults, image=replace(defaults.image, resolution_A=args.resolution),
+                             padding_A=padding, require_all_faces=all_faces, max_retries=1000)
             sampler = ViewPairSampler(args.db, args.split, params, seed=0)
             shares = qualifying_share(sampler, 500, np.random.default_rng(0))
             try:

@@ -94,13 +94,8 @@ def main(argv=None):
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     config = yaml.safe_load(Path(args.config).read_text())
-    schema = REPO / "workflow/schemas/config.schema.yaml"
-    try:
-        from equivox.config import validate_config
-        validate_config(config, schema)
-    except ModuleNotFoundError:  # no snakemake (the GPU benchmark machine): defaults only
-        from equivox.models import _validator_filling_defaults
-        _validator_filling_defaults()(yaml.safe_load(schema.read_text())).validate(config)
+    from equivox.config import validate_config
+    validate_config(config, REPO)
     params = ViewParams.from_config(config)
     sampler = ViewPairSampler(args.db, "train", params, seed=0)
     specs = load_architectures(args.arch_set)

@@ -25,7 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from equivox.voxelize import ImageParams, atom_radii, channel_index, image_from_atoms  # noqa: E402
+from equivox.config import default_config  # noqa: E402
+from equivox.views import ViewParams  # noqa: E402
+from equivox.voxelize import atom_radii, channel_index, image_from_atoms  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,7 +55,7 @@ def load_structure(path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarra
     occupancies (N,). Reads PDB fixed columns directly, so that the benchmark runs on a
     bare GPU host with only numpy, scipy and torch installed."""
     if path is None:
-        from equivox.demo import mdanalysis_data_dir
+        from equivox.demo_data import mdanalysis_data_dir
 
         path = mdanalysis_data_dir() / "dssp" / "1h4aX.pdb.gz"
     coords, elements, occupancies = [], [], []
@@ -142,7 +144,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    params = ImageParams()
+    params = ViewParams.from_config(default_config()).image
     views = make_views(*load_structure(args.structure), params, args.pool, rng)
     atoms_per_view = np.mean([len(view[0]) for view in views])
     in_grid = np.mean([(np.abs(view[0]) < params.length_A / 2 + view[2][:, None]).all(axis=1).sum()

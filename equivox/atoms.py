@@ -35,12 +35,15 @@ import math
 import os
 import re
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .atomic import atomic_write_h5
 
 ATOM_FIELDS = {
     "coords_A": np.float32, "element": "S2", "residue_name": "S5",
@@ -435,6 +438,12 @@ def list_structures(h5: h5py.File) -> list[str]:
     return sorted(h5["structures"].keys()) if "structures" in h5 else []
 
 
+def atom_counts(path: str | Path) -> dict[str, int]:
+    """Chain key -> number of stored atoms, for every structure of an atom-store shard."""
+    with h5py.File(path, "r") as h5:
+        return {key: int(h5[f"structures/{key}"].attrs["n_atoms"]) for key in list_structures(h5)}
+
+
 # --- header metadata (used to build the demo PISCES list from real files) ---------
 
 _PDB_METHODS = {"X-RAY DIFFRACTION": "XRAY", "SOLUTION NMR": "NMR", "NMR": "NMR",
@@ -493,17 +502,11 @@ def read_header(path: str | Path) -> dict:
     return meta
 
 
-def atomic_write_h5(path: str | Path):
-    """Context manager writing an HDF5 file under a temp name, renamed on success."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def _cm():
-        tmp = Path(f"{path}.tmp{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w") as h5:
-                yield h5
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return _cm()
+@contextmanager
+def write_atom_store(path: str | Path, blocklist: frozenset[str]):
+    """An atom-store shard being written (``h5py.File``; add structures with
+    :func:`write_structure`), recording the residue ``blocklist`` it was made with;
+    it replaces ``path`` when the block succeeds."""
+    with atomic_write_h5(path) as h5:
+        h5.attrs["blocklist"] = " ".join(sorted(blocklist))
+        yield h5

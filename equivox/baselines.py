@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .task import FACE_NAMES, OPPOSITE
+from .views import images_from_pairs, pack_atoms, view_set_batches
 
 SLAB_DEPTH = 3
 """Voxel layers in the density slabs (``view_a``, ``view_b``, ``slab_logistic``)."""
@@ -122,21 +123,8 @@ def evaluate_baselines(predicted: dict[str, np.ndarray], labels: np.ndarray, con
     return rows
 
 
-def view_set_batches(path, batch_size: int = 256):
-    """Yield ``(images (B, 2, C, L, L, L) float32, labels (B,))`` of a fixed view set in order."""
-    import h5py
-
-    with h5py.File(path, "r") as h5:
-        n = h5["labels"].shape[0]
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            yield (torch.from_numpy(h5["images"][start:stop].astype(np.float32)),
-                   h5["labels"][start:stop])
-
-
 def training_features(sampler, n_pairs: int, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`slab_features` and labels of training pairs ``0 .. n_pairs - 1`` of ``sampler``."""
-    from .views import images_from_pairs, pack_atoms
 
     features, labels = [], []
     for start in range(0, n_pairs, batch_size):
@@ -146,7 +134,7 @@ def training_features(sampler, n_pairs: int, batch_size: int = 128) -> tuple[tor
     return torch.cat(features), torch.cat(labels)
 
 
-def compute_baselines(view_sets: dict[str, str], training=None, confidence: float = 0.95) -> dict:
+def compute_baselines(view_sets: dict[str, str], training, confidence: float) -> dict:
     """Every baseline on every fixed view set, and the best one.
 
     Args:

@@ -1,45 +1,129 @@
-"""Config validation with messages that name the key: ``config origins.radius: ...``."""
+"""Validation of the workflow config and of architecture sets, in one place and one
+error format: ``<document> <dotted key>: <what is wrong> (<what the key is>)``, e.g.
+``config origins.radius: -1 is less than the minimum of 0`` or
+``architectures arch_3.width: '2' is not of type 'integer'``.
+
+The schemas ship inside the package (``equivox/schemas/``) and are the only place a
+default lives: validation writes every missing key's default into the document it
+checks. Nothing here imports torch, so the workflow builds its DAG without it.
+"""
 from __future__ import annotations
 
+import copy
 import string
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+from .task import view_config_errors
 
 
 class ConfigError(ValueError):
     """A config key or value the schema rejects."""
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def schema_text(name: str) -> str:
+    """The YAML text of the packaged schema ``name`` (``config`` or ``architectures``)."""
+    return resources.files("equivox").joinpath("schemas", f"{name}.schema.yaml").read_text()
+
+
+def load_schema(name: str) -> dict:
+    """The packaged schema ``name`` (``config`` or ``architectures``), parsed."""
+    return yaml.safe_load(schema_text(name))
+
+
+def _properties_with_defaults(validator, properties, instance, schema):
+    """jsonschema's ``properties`` that first writes each property's ``default`` into
+    the instance (the jsonschema FAQ recipe)."""
+    if validator.is_type(instance, "object"):
+        for key, subschema in properties.items():
+            if isinstance(subschema, dict) and "default" in subschema:
+                instance.setdefault(key, copy.deepcopy(subschema["default"]))
+    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                                {"properties": _properties_with_defaults})
+"""A Draft 2020-12 validator that fills defaults into the instance it validates."""
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str):
+    return FillingValidator(load_schema(name))
+
+
+def _describe(error: jsonschema.ValidationError, document: str) -> str:
+    """One problem as ``<document> <dotted key>: <message> (<first sentence of the
+    key's description>)``."""
+    path = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        key = ".".join(filter(None, [where if error.absolute_path else "", extra[0]]))
-        return f"config {key}: unknown key (allowed here: {', '.join(allowed)})"
+        return f"{document} {'.'.join(path + extra[:1])}: unknown key (allowed here: {', '.join(allowed)})"
+    where = ".".join(path) or "(top level)"
+    if error.validator == "not":
+        return f"{document} {where}: does not apply here (with this layout, block or family)"
     described = error.schema.get("description", "").strip().split(". ")[0]
     hint = f" ({described})" if described else ""
-    return f"config {where}: {error.message}{hint}"
+    return f"{document} {where}: {error.message}{hint}"
 
 
-def validate_config(config: dict, schema_path: str | Path) -> None:
-    """Validate ``config`` in place with snakemake.utils.validate (fills defaults).
+def schema_problems(instance: dict, name: str, document: str) -> list[str]:
+    """Validate ``instance`` in place against the packaged schema ``name``, filling
+    defaults; one message per problem (:func:`_describe`), in key order."""
+    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    # A failing group of keys also leaves its keys "unevaluated"; report only the cause.
+    failing = {e.absolute_path[0] for e in errors
+               if len(e.absolute_path) and e.validator != "unevaluatedProperties"}
+    return [_describe(e, document) for e in errors
+            if not (e.validator == "unevaluatedProperties" and e.absolute_path and e.absolute_path[0] in failing)]
 
-    On failure raises ConfigError whose first line names every offending key.
-    """
-    from snakemake.utils import validate
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
-    validate(config, str(schema_path), set_default=True)
-    problems = constraint_problems(config, Path(schema_path).resolve().parents[2])
+def schema_defaults(schema: dict):
+    """The defaults a schema (or one of its properties) fills in: an object's
+    properties recursively, a value's ``default``; None where there is none."""
+    if "properties" in schema:
+        values = copy.deepcopy(schema.get("default", {}))
+        values.update({key: schema_defaults(sub) for key, sub in schema["properties"].items()
+                       if "default" in sub or "properties" in sub})
+        return values
+    return copy.deepcopy(schema.get("default"))
+
+
+def default_config() -> dict:
+    """The workflow config made of the schema's defaults alone (for library use and
+    tests: every section present, every key at its default)."""
+    return schema_defaults(load_schema("config"))
+
+
+def validate_config(config: dict, repo: str | Path) -> None:
+    """Validate the workflow ``config`` in place (fills defaults), then the constraints
+    the schema cannot express (:func:`constraint_problems`; ``repo``: where relative
+    paths are resolved). On failure raises ConfigError naming every offending key."""
+    problems = schema_problems(config, "config", "config") or constraint_problems(config, Path(repo))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def validate_architectures(architectures: dict, source: str = "architecture set") -> dict:
+    """Validate a name -> spec mapping; return a copy with the schema's defaults filled.
+
+    Raises ConfigError (a ValueError) listing every problem as
+    ``architectures <name>.<key>: ...``.
+    """
+    filled = copy.deepcopy(architectures)
+    problems = schema_problems(filled, "architectures", "architectures")
+    if problems:
+        raise ConfigError(f"{source}: invalid architectures:\n  " + "\n  ".join(problems))
+    return filled
+
+
+def load_architectures(path: str | Path) -> dict:
+    """Read an architecture set (YAML), validate it, fill defaults: ``{name: spec}``."""
+    return validate_architectures(yaml.safe_load(Path(path).read_text()), source=str(path))
 
 
 URL_FIELDS = ("pdb_id", "pdb_id_lower", "middle")
@@ -86,8 +170,6 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
             problems.append(f"config train.{key}: must be a multiple of train.log_every "
                             f"({train['log_every']}), got {train[key]}")
     problems += _architecture_problems(train, repo)
-    from .task import view_config_errors  # torch-free
-
     problems += view_config_errors(config["views"])
     return problems
 
@@ -98,8 +180,6 @@ def _architecture_problems(train: dict, repo: Path) -> list[str]:
     if not path.is_file():
         return [f"config train.architectures: file {str(path)!r} not found (a YAML architecture "
                 "set, e.g. config/architectures/demo.yaml)"]
-    from .models import load_architectures  # the set's own schema and defaults
-
     try:
         specs = load_architectures(path)
     except (ValueError, yaml.YAMLError) as err:

@@ -95,10 +95,6 @@ log = logging.getLogger(__name__)
 HIST_EDGES = np.linspace(0.0, 1.0, 11)
 """Bins of the per-unit fraction active; the last bin includes 1."""
 
-OPEN_FRACTION = 0.05
-"""Default share of a bounded function's range it must leave its resting level by to be active."""
-
-
 @dataclass(frozen=True)
 class Response:
     """How one function's output ``y`` is read (see the module docstring).
@@ -274,7 +270,7 @@ class ActivityRecorder:
     call in the forward pass. ``open_fraction`` is ``eps`` of the module docstring.
     """
 
-    def __init__(self, model: nn.Module, open_fraction: float = OPEN_FRACTION):
+    def __init__(self, model: nn.Module, open_fraction: float):
         if not 0 <= open_fraction < 1:
             raise ValueError(f"open_fraction must be in [0, 1), got {open_fraction}")
         self.model = model
@@ -321,8 +317,8 @@ class ActivityRecorder:
 
 
 @torch.no_grad()
-def measure_activity(model: nn.Module, loader, device: torch.device | str = "cpu",
-                     open_fraction: float = OPEN_FRACTION) -> list[LayerActivity]:
+def measure_activity(model: nn.Module, loader, device: torch.device | str = "cpu", *,
+                     open_fraction: float) -> list[LayerActivity]:
     """Run ``model`` (eval mode) over ``loader``'s ``(images, labels)`` batches; return the
     activity of every hooked nonlinearity, in forward order."""
     model.eval()
@@ -360,14 +356,15 @@ def layer_table(layers: list[LayerActivity], tau: float) -> pd.DataFrame:
 
 
 def analyze_dead_units(weights_path, views_path, *, n_examples: int | None, tau: float,
-                       open_fraction: float = OPEN_FRACTION, batch_size: int = 16,
-                       device: str = "auto") -> pd.DataFrame:
+                       open_fraction: float, batch_size: int, device: str) -> pd.DataFrame:
     """:func:`layer_table` of a trained run over the first ``n_examples`` pairs of a view set."""
-    from .evaluate import load_trained_model, pick_device, view_loader
+    from .evaluate import view_loader
+    from .run_state import load_trained_model, pick_device
 
     device = pick_device(device)
     model, record = load_trained_model(weights_path, device)
-    layers = measure_activity(model, view_loader(views_path, n_examples, batch_size), device, open_fraction)
+    layers = measure_activity(model, view_loader(views_path, n_examples, batch_size), device,
+                              open_fraction=open_fraction)
     table = layer_table(layers, tau)
     log.info("%s: %d hooked layers; dead %d of %d units (%d of %d channels), dormant %d units "
              "(%d channels) at tau %g", record["arch"], len(table), table["dead"].sum(),

@@ -32,10 +32,8 @@ import csv
 import gzip
 import http.client
 import logging
-import os
 import random
 import re
-import secrets
 import shutil
 import time
 import zlib
@@ -50,6 +48,7 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from equivox import __version__
+from equivox.atomic import atomic_write, replacing
 from equivox.errors import ReportedError
 
 log = logging.getLogger(__name__)
@@ -105,11 +104,11 @@ class FetchSettings:
         the whole transfer, so large entries on slow links still complete.
     """
 
-    url_template: str | None = None
-    mirror_dir: Path | None = None
-    retries: int = 4
-    backoff_s: float = 1.0
-    timeout_s: float = 60.0
+    url_template: str | None
+    mirror_dir: Path | None
+    retries: int
+    backoff_s: float
+    timeout_s: float
 
     def __post_init__(self) -> None:
         if (self.url_template is None) == (self.mirror_dir is None):
@@ -295,20 +294,6 @@ def fetch_summary(manifest_dir: Path) -> list[str]:
     return lines
 
 
-def shard_ids(pdb_ids: Iterable[str], n_shards: int) -> list[list[str]]:
-    """Split ids into exactly ``n_shards`` lists (some empty if there are few ids).
-
-    Ids are lower-cased, de-duplicated and sorted, then dealt round-robin: shard k gets
-    sorted ids k, k + n, k + 2n, ... Round-robin rather than contiguous because PDB ids
-    roughly follow deposition date, and recent entries (large cryo-EM assemblies) are
-    much bigger; dealing spreads them evenly, so shards take similar times.
-    """
-    if n_shards < 1:
-        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
-    ids = sorted({_canonical_id(i) for i in pdb_ids})
-    return [ids[k::n_shards] for k in range(n_shards)]
-
-
 def validate_structure_file(path: Path) -> None:
     """Raise ValueError naming ``path`` unless it is a complete gzip of mmCIF or PDB text.
 
@@ -323,34 +308,50 @@ def validate_structure_file(path: Path) -> None:
 # --- sources -------------------------------------------------------------------------
 
 
-def _download(pdb_id: str, dest_dir: Path, settings: FetchSettings) -> FetchResult:
-    url = settings.url_template.format(**_template_fields(pdb_id))
+def _get_with_retries(url: str, store, what: str, retries: int, backoff_s: float,
+                      timeout_s: float) -> tuple[object, int, str, int | None]:
+    """GET ``url`` and ``store(response)``, retrying transient failures with
+    exponential backoff (:func:`_backoff_delay_s`): 5xx, 408, 429, timeouts, connection
+    errors, and content that ``store`` rejects with ValueError. Other 4xx end at once.
+
+    Returns ``(stored, attempts, reason, http_code)``: ``stored`` is what ``store``
+    returned (None on failure), ``reason`` why the last attempt failed, ``http_code``
+    the status of a final HTTP error (404/410 mean gone: never retried).
+    """
     request = Request(url, headers={"User-Agent": _USER_AGENT})
-    max_attempts = settings.retries + 1
-    for attempt in range(1, max_attempts + 1):
+    reason, code = "", None
+    for attempt in range(1, retries + 2):
         try:
-            with urlopen(request, timeout=settings.timeout_s) as response:
-                path = _store(pdb_id, response, dest_dir)
-            return FetchResult(pdb_id, "ok", path, "", attempt, path.stat().st_size)
+            with urlopen(request, timeout=timeout_s) as response:
+                return store(response), attempt, "", None
         except HTTPError as err:
             err.close()
-            if err.code in (404, 410):
-                reason = f"HTTP {err.code} for {url}"
-                return FetchResult(pdb_id, "obsolete", None, reason, attempt, 0)
-            reason = f"HTTP {err.code} {err.reason}"
-            if err.code < 500 and err.code not in _RETRYABLE_4XX:
+            reason, code = f"HTTP {err.code} {err.reason}", err.code
+            if err.code in (404, 410) or (err.code < 500 and err.code not in _RETRYABLE_4XX):
                 break
         # OSError covers URLError (refused, DNS), TimeoutError and disk errors;
         # HTTPException covers IncompleteRead (connection closed before Content-Length);
-        # ValueError is _store's verdict on the content (truncated gzip, not a structure).
+        # ValueError is the store's verdict on the content (truncated gzip, not a structure).
         except (OSError, http.client.HTTPException, ValueError) as err:
-            reason = f"{type(err).__name__}: {err}"
-        if attempt < max_attempts:
-            wait_s = _backoff_delay_s(settings.backoff_s, attempt - 1)
+            reason, code = f"{type(err).__name__}: {err}", None
+        if attempt <= retries:
+            wait_s = _backoff_delay_s(backoff_s, attempt - 1)
             log.warning("%s: attempt %d/%d failed (%s); retrying in %.2f s",
-                        pdb_id, attempt, max_attempts, reason, wait_s)
+                        what, attempt, retries + 1, reason, wait_s)
             time.sleep(wait_s)
-    return FetchResult(pdb_id, "failed", None, f"{reason} for {url}", attempt, 0)
+    return None, attempt, reason, code
+
+
+def _download(pdb_id: str, dest_dir: Path, settings: FetchSettings) -> FetchResult:
+    url = settings.url_template.format(**_template_fields(pdb_id))
+    path, attempts, reason, code = _get_with_retries(
+        url, lambda response: _store(pdb_id, response, dest_dir), pdb_id,
+        settings.retries, settings.backoff_s, settings.timeout_s)
+    if path is not None:
+        return FetchResult(pdb_id, "ok", path, "", attempts, path.stat().st_size)
+    if code in (404, 410):
+        return FetchResult(pdb_id, "obsolete", None, f"HTTP {code} for {url}", attempts, 0)
+    return FetchResult(pdb_id, "failed", None, f"{reason} for {url}", attempts, 0)
 
 
 def _copy_from_mirror(pdb_id: str, dest_dir: Path, mirror_dir: Path) -> FetchResult:
@@ -429,10 +430,10 @@ def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
     http.client.HTTPException from reading ``source`` pass through. The temporary file
     is removed whatever happens.
     """
-    # A hidden name in dest_dir: same filesystem, so os.replace is atomic.
-    tmp = dest_dir / f".{pdb_id}.{secrets.token_hex(4)}.part"
-    try:
-        with open(tmp, "xb") as out:
+    # the format (cif or pdb) names the file; it is known once the content is read
+    with replacing(dest_dir / f"{pdb_id}.gz") as pending:
+        tmp = pending.tmp
+        with open(tmp, "wb") as out:
             head = source.read(2)
             compressed_source = head == _GZIP_MAGIC
             if compressed_source:
@@ -443,8 +444,6 @@ def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
                 with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as compressed:
                     compressed.write(head)
                     shutil.copyfileobj(source, compressed, _CHUNK_BYTES)
-            out.flush()
-            os.fsync(out.fileno())  # the rename must not reach disk before the data
         # http.client ends a body silently when the server hangs up early (only
         # unbounded reads raise IncompleteRead) and leaves the shortfall in .length.
         # An uncompressed body has no checksum, so this is the only sign of truncation.
@@ -456,11 +455,8 @@ def _store(pdb_id: str, source: BinaryIO, dest_dir: Path) -> Path:
             problem = text_completeness_problem(tmp, fmt)
             if problem:
                 raise ValueError(f"incomplete {'mmCIF' if fmt == 'cif' else 'PDB'} text: {problem}")
-        final = dest_dir / f"{pdb_id}.{fmt}.gz"
-        os.replace(tmp, final)
-        return final
-    finally:
-        tmp.unlink(missing_ok=True)
+        pending.target = dest_dir / f"{pdb_id}.{fmt}.gz"
+    return pending.target
 
 
 def _structure_format(path: Path) -> Literal["cif", "pdb"]:
@@ -542,15 +538,11 @@ def _manifest_row(result: FetchResult) -> list[str]:
 
 
 def _write_manifest(results: list[FetchResult], manifest_path: Path) -> None:
-    tmp = manifest_path.with_name(f".{manifest_path.name}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "x", newline="") as out:
-            rows = csv.writer(out, delimiter="\t", lineterminator="\n")
-            rows.writerow(MANIFEST_COLUMNS)
-            rows.writerows(_manifest_row(r) for r in results)
-        os.replace(tmp, manifest_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    def write(out) -> None:
+        rows = csv.writer(out, delimiter="\t", lineterminator="\n")
+        rows.writerow(MANIFEST_COLUMNS)
+        rows.writerows(_manifest_row(r) for r in results)
+    atomic_write(manifest_path, write)
 
 
 def _log_result(result: FetchResult) -> None:
@@ -570,27 +562,16 @@ def download_file(url: str, dest: Path, retries: int = 4, backoff_s: float = 1.0
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    request = Request(url, headers={"User-Agent": _USER_AGENT})
-    for attempt in range(1, retries + 2):
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-        try:
-            with urlopen(request, timeout=timeout_s) as response, open(tmp, "xb") as out:
+
+    def store(response) -> Path:
+        with replacing(dest) as pending:
+            with open(pending.tmp, "wb") as out:
                 shutil.copyfileobj(response, out, _CHUNK_BYTES)
             if check is not None:
-                check(tmp)
-            os.replace(tmp, dest)
-            return attempt
-        except HTTPError as err:
-            err.close()
-            reason = f"HTTP {err.code} {err.reason}"
-            if err.code < 500 and err.code not in _RETRYABLE_4XX:
-                break
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            reason = f"{type(err).__name__}: {err}"
-        finally:
-            tmp.unlink(missing_ok=True)
-        if attempt <= retries:
-            wait_s = _backoff_delay_s(backoff_s, attempt - 1)
-            log.warning("%s: attempt %d failed (%s); retrying in %.2f s", url, attempt, reason, wait_s)
-            time.sleep(wait_s)
-    raise DownloadError(f"could not download {url} after {attempt} attempt(s): {reason}")
+                check(pending.tmp)
+        return dest
+
+    stored, attempts, reason, _ = _get_with_retries(url, store, url, retries, backoff_s, timeout_s)
+    if stored is None:
+        raise DownloadError(f"could not download {url} after {attempts} attempt(s): {reason}")
+    return attempts

@@ -55,16 +55,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .evaluate import load_trained_model, mean_interval, pick_device
-from .views import StructureAtoms, ViewParams, random_rotation
+from .evaluate import mean_interval
+from .run_state import load_trained_model, pick_device
+from .views import StructureAtoms, ViewParams, random_rotation, read_view_set
 from .voxelize import ImageParams, image_from_atoms
 
 METRICS = ("invariant_rel", "invariant_spread", "equivariant_rel", "equivariant_spread")
 """Relative error columns of the sample table (see the module docstring)."""
 
-DEFAULTS = {"n_examples": 6, "n_rotations": 4, "angles_deg": [5, 15, 45, 90, 180],
-            "n_axes": 1, "seed": 0}
-"""The settings of config ``analysis.equivariance`` (workflow/schemas/config.schema.yaml)."""
 
 
 # --- rotations ---------------------------------------------------------------------------
@@ -201,16 +199,13 @@ def view_a_crops(views_path: str | Path, origin_db: str | Path, params: ViewPara
     from .atoms import load_structure
     from .origin_db import OriginDB
 
-    with h5py.File(views_path, "r") as h5:
-        n = int(h5["labels"].shape[0]) if n_examples is None else min(n_examples, int(h5["labels"].shape[0]))
-        for key, value in (("length_voxels", params.image.length_voxels),
-                           ("resolution_A", params.image.resolution_A)):
-            if key in h5.attrs and not np.isclose(h5.attrs[key], value):
-                raise ValueError(f"{views_path}: {key} is {h5.attrs[key]}, the config says {value}")
-        structure_ids = h5["structure_ids"][:n]
-        rotations = h5["rotations"][:n]
-        centres = h5["centres_A"][:n, 0]
-        stored = torch.from_numpy(h5["images"][:n, 0].astype(np.float32))
+    views = read_view_set(views_path, n_examples, view=0)
+    for key, value in (("length_voxels", params.image.length_voxels),
+                       ("resolution_A", params.image.resolution_A)):
+        if key in views["attrs"] and not np.isclose(views["attrs"][key], value):
+            raise ValueError(f"{views_path}: {key} is {views['attrs'][key]}, the config says {value}")
+    structure_ids, rotations, centres = views["structure_ids"], views["rotations"], views["centres_A"][:, 0]
+    stored = torch.from_numpy(views["images"])
     rows = {row["id"]: row for row in OriginDB(origin_db).structures()}
     files, structures, crops = {}, {}, []
     try:
@@ -241,10 +236,8 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
 
 
 def measure_encoder(encoder: torch.nn.Module, crops: list, image_params: ImageParams, *,
-                    stored: torch.Tensor | None = None, n_rotations: int = DEFAULTS["n_rotations"],
-                    angles_deg=DEFAULTS["angles_deg"], n_axes: int = DEFAULTS["n_axes"],
-                    seed: int = DEFAULTS["seed"], batch_size: int = 32,
-                    device: torch.device | str = "cpu") -> tuple[pd.DataFrame, dict]:
+                    stored: torch.Tensor | None = None, n_rotations: int, angles_deg, n_axes: int,
+                    seed: int, batch_size: int, device: torch.device | str = "cpu") -> tuple[pd.DataFrame, dict]:
     """Measure an encoder (eval mode, on ``device``) on views given as atoms.
 
     Args:
@@ -352,10 +345,8 @@ def summarise(samples: pd.DataFrame, confidence: float = 0.95) -> dict:
 
 
 def measure_equivariance(weights_path: str | Path, views_path: str | Path, origin_db: str | Path,
-                         params: ViewParams, *, n_examples: int | None = DEFAULTS["n_examples"],
-                         n_rotations: int = DEFAULTS["n_rotations"], angles_deg=DEFAULTS["angles_deg"],
-                         n_axes: int = DEFAULTS["n_axes"], seed: int = DEFAULTS["seed"],
-                         batch_size: int = 32, device: str = "auto") -> tuple[pd.DataFrame, dict]:
+                         params: ViewParams, *, n_examples: int | None, n_rotations: int, angles_deg,
+                         n_axes: int, seed: int, batch_size: int, device: str) -> tuple[pd.DataFrame, dict]:
     """Measure one trained run's encoder (``final/weights.pt``) on view A of the first
     ``n_examples`` pairs of ``views_path``, whose atoms come from ``origin_db`` and the
     atom store; ``params`` must be those that made the view set (e.g.

@@ -17,36 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
+from .run_state import load_trained_model, pick_device
 from .views import FACE_NAMES, ViewSetDataset
 
 CHANCE_ACCURACY = 1 / len(FACE_NAMES)
 CHANCE_LOSS = math.log(len(FACE_NAMES))
 """Cross-entropy (nats) of the uniform prediction over the 6 faces."""
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
-                        else "cpu")
-
-
-def load_trained_model(weights_path: str | Path,
-                       device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a run's model from ``final/weights.pt`` (eval mode, on ``device``).
-
-    Returns the model and what else the file records (``arch``, ``spec``, ``head``,
-    ``in_channels``).
-    """
-    from .models import build_model
-    from .train import load_weights
-
-    saved = torch.load(weights_path, map_location="cpu", weights_only=False)
-    state = saved.pop("model")
-    model = build_model(saved["arch"], saved["spec"], saved["in_channels"], saved["head"])
-    load_weights(model, state)  # weights.pt leaves out what the architecture determines
-    return model.to(device).eval(), saved
 
 
 def view_loader(views_path: str | Path, n_examples: int | None, batch_size: int):
@@ -69,12 +47,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """Wilson score interval ``(low, high)`` of a binomial proportion ``successes / n``."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
-    z = z_value(confidence)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -100,7 +74,7 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
 
 
 def evaluate_test(weights_path: str | Path, views_path: str | Path, *, n_examples: int | None = None,
-                 batch_size: int = 32, confidence: float = 0.95, device: str = "auto") -> dict:
+                 batch_size: int, confidence: float, device: str) -> dict:
     """Loss and accuracy of a run on a fixed view set, with intervals and the confusion matrix.
 
     Keys: ``arch``, ``views``, ``n_examples``, ``confidence``, ``loss`` (mean nats),

@@ -70,13 +70,9 @@ def line_style(family: str) -> str:
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
-    """Debiased exponential moving average of a sequence (weight 0 = no smoothing)."""
-    out, average, norm = np.empty(len(values)), 0.0, 0.0
-    for i, value in enumerate(np.asarray(values, dtype=float)):
-        average = weight * average + (1 - weight) * value
-        norm = weight * norm + (1 - weight)
-        out[i] = average / norm
-    return out
+    """Debiased exponential moving average of a sequence (weight 0 = no smoothing):
+    ``sum_i weight^i x[t-i] / sum_i weight^i`` (pandas ``ewm``, ``adjust=True``)."""
+    return pd.Series(np.asarray(values, dtype=float)).ewm(alpha=1 - weight, adjust=True).mean().to_numpy()
 
 
 def save(fig, svg_path, pdf_path) -> None:

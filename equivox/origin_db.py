@@ -17,6 +17,7 @@ DataLoader forks its workers opens a fresh connection in each worker.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import replacing
 
 SPLITS = ("train", "val", "test")
 
@@ -86,13 +89,11 @@ class StructureRecord:
 
 def build_origin_db(path: str | Path, records: list[StructureRecord],
                     splits: dict[str, str], metadata: dict) -> dict[str, dict[str, int]]:
-    """Write the database atomically (temp file + rename). Returns per-split counts."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    """Write the database atomically (:func:`equivox.atomic.replacing`). Returns per-split counts."""
     counts = {s: {"structures": 0, "origins": 0} for s in SPLITS}
-    try:
-        con = sqlite3.connect(tmp)
+    with replacing(path) as pending:
+        pending.tmp.unlink(missing_ok=True)
+        con = sqlite3.connect(pending.tmp)
         con.executescript(SCHEMA)
         next_origin = 1
         for sid, rec in enumerate(sorted(records, key=lambda r: r.chain_key), start=1):
@@ -114,9 +115,6 @@ def build_origin_db(path: str | Path, records: list[StructureRecord],
                         ((k, json.dumps(v, sort_keys=True)) for k, v in meta.items()))
         con.commit()
         con.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return counts
 
 
@@ -145,6 +143,39 @@ def excluded_chains(listed: list[str], reasons: list[tuple[str, str, str]],
     for key in sorted(set(listed) - set(in_database)):
         rows.append(first.get(key, (key, "unknown", "not in any stage's output")))
     return rows
+
+
+def write_excluded(path: str | Path, rows) -> None:
+    """A TSV of excluded chains, one ``(chain_key, stage, reason)`` per row: the atom
+    store's ``<shard>.failures.tsv`` and ``origins.excluded.tsv``."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(EXCLUDED_COLUMNS)
+        writer.writerows(rows)
+
+
+def read_excluded(path: str | Path) -> list[tuple[str, str, str]]:
+    """Inverse of :func:`write_excluded`."""
+    with open(path, newline="") as handle:
+        return [(r["chain_key"], r["stage"], r["reason"]) for r in csv.DictReader(handle, delimiter="\t")]
+
+
+SUMMARY_COLUMNS = ("split", "structures", "origins")
+
+
+def write_summary(path: str | Path, counts: dict[str, dict[str, int]]) -> None:
+    """``origins.summary.tsv``: structures and origins per split (counts of :func:`build_origin_db`)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(SUMMARY_COLUMNS)
+        for split in SPLITS:
+            writer.writerow([split, counts[split]["structures"], counts[split]["origins"]])
+
+
+def read_summary(path: str | Path) -> list[dict[str, str]]:
+    """Rows of :func:`write_summary`'s file (``split``, ``structures``, ``origins``)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
 
 
 def _nullable(value: float):
@@ -196,12 +227,6 @@ class OriginDB:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur]
 
-    def origins_of(self, structure_id: int) -> np.ndarray:
-        """All origins of one structure, (M, 3) float64, in id order."""
-        rows = self.con.execute("SELECT x, y, z FROM origins WHERE structure_id = ? ORDER BY id",
-                                (structure_id,)).fetchall()
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-
     def origin(self, origin_id: int) -> tuple[int, np.ndarray]:
         """(structure_id, xyz) of one origin; ids run 1..n_origins."""
         row = self.con.execute("SELECT structure_id, x, y, z FROM origins WHERE id = ?",
@@ -209,22 +234,6 @@ class OriginDB:
         if row is None:
             raise KeyError(f"{self.path}: no origin with id {origin_id} (valid: 1..{self.n_origins})")
         return row[0], np.asarray(row[1:], dtype=np.float64)
-
-    def sample_origins(self, n: int, rng: np.random.Generator):
-        """n origins drawn uniformly with replacement over all rows.
-
-        Returns (origin_ids (n,), structure_ids (n,), xyz (n, 3)) in draw order.
-        """
-        ids = rng.integers(1, self.n_origins + 1, size=n)  # high is exclusive
-        # ids repeat; query each distinct id once, in chunks under SQLite's variable limit
-        unique, inverse = np.unique(ids, return_inverse=True)
-        rows = np.empty((len(unique), 4), dtype=np.float64)
-        for start in range(0, len(unique), 900):
-            chunk = unique[start:start + 900].tolist()
-            q = ("SELECT structure_id, x, y, z FROM origins WHERE id IN "
-                 f"({','.join('?' * len(chunk))}) ORDER BY id")
-            rows[start:start + len(chunk)] = self.con.execute(q, chunk).fetchall()
-        return ids, rows[inverse, 0].astype(np.int64), rows[inverse, 1:]
 
     def close(self):
         if self._con is not None and self._pid == os.getpid():

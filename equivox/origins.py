@@ -4,20 +4,30 @@ An origin is kept when the occupancy-weighted count of biological atoms within
 ``radius_A`` (distance <= radius, the candidate itself included) is at least
 ``min_nearby_atoms``. "Biological" excludes waters and blocklisted residues and, when
 ``exclude_hydrogens`` is set, hydrogens: exactly the atoms that images are made of.
+
+An origin shard (``results/origins/<shard>.h5``, written by :func:`write_origin_shard`
+and read by :func:`read_origin_shard`, nowhere else)::
+
+    attrs: radius_A, min_nearby_atoms, exclude_hydrogens
+    structures/<chain_key>/coords_A   (M, 3) float32, Å; attrs: n_candidates
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import h5py
 import numpy as np
 from scipy.spatial import cKDTree
 
 
 @dataclass(frozen=True)
 class OriginParams:
-    radius_A: float = 5.0
-    min_nearby_atoms: float = 25.0
-    exclude_hydrogens: bool = True
+    """Config ``origins`` (the schema holds the defaults): ``OriginParams(**config["origins"])``."""
+    radius_A: float
+    min_nearby_atoms: float
+    exclude_hydrogens: bool
 
     def __post_init__(self):
         if not self.radius_A > 0:
@@ -58,3 +68,34 @@ def choose_origins(atoms: dict[str, np.ndarray], params: OriginParams):
     # tolerance: occupancies are float32 sums (e.g. 0.33 + 0.67)
     keep = counts >= params.min_nearby_atoms - 1e-4
     return points[keep].astype(np.float32), int(candidates.sum())
+
+
+def write_origin_shard(atoms_path: str | Path, origins_path: str | Path, params: OriginParams,
+                       progress: bool = True) -> int:
+    """Choose the origins of every structure in an atom-store shard and write the origin
+    shard atomically. Returns the number of origins."""
+    from tqdm import tqdm
+
+    from .atomic import atomic_write_h5
+    from .atoms import list_structures, load_structure
+
+    total = 0
+    with h5py.File(atoms_path, "r") as atoms, atomic_write_h5(origins_path) as out:
+        out.attrs.update(radius_A=params.radius_A, min_nearby_atoms=params.min_nearby_atoms,
+                         exclude_hydrogens=params.exclude_hydrogens)
+        for key in tqdm(list_structures(atoms), desc=f"choose_origins {atoms_path}", unit="chain",
+                        mininterval=5, disable=not progress):
+            coords, n_candidates = choose_origins(load_structure(atoms, key), params)
+            group = out.create_group(f"structures/{key}")
+            group.create_dataset("coords_A", data=coords, compression="gzip", shuffle=True)
+            group.attrs["n_candidates"] = n_candidates
+            total += len(coords)
+    return total
+
+
+def read_origin_shard(path: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
+    """``(chain_key, coords_A (M, 3) float32, n_candidates)`` of every structure of an
+    origin shard, by chain key."""
+    with h5py.File(path, "r") as shard:
+        for key in sorted(shard["structures"].keys()) if "structures" in shard else []:
+            yield key, shard[f"structures/{key}/coords_A"][()], int(shard[f"structures/{key}"].attrs["n_candidates"])

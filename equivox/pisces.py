@@ -157,13 +157,21 @@ def parse_pisces(path: str | Path) -> list[PiscesChain]:
 
 @dataclass(frozen=True)
 class PiscesFilter:
-    """Thresholds applied on top of the list's own culling (identity is fixed by it)."""
-    max_resolution_A: float = 2.5
-    max_r_free: float = 0.3
-    min_length: int = 40
-    max_length: int = 10000
-    methods: tuple[str, ...] = ("XRAY",)
-    unknown: str = "keep"  # keep | drop: what to do with NA method / resolution / R-free
+    """Thresholds applied on top of the list's own culling (identity is fixed by it);
+    built from the validated config by :meth:`from_config` (the schema holds the defaults)."""
+    max_resolution_A: float
+    max_r_free: float
+    min_length: int
+    max_length: int
+    methods: tuple[str, ...]
+    unknown: str  # keep | drop: what to do with NA method / resolution / R-free
+
+    @classmethod
+    def from_config(cls, pisces: dict) -> "PiscesFilter":
+        """From config ``pisces`` (validated)."""
+        return cls(max_resolution_A=pisces["max_resolution_A"], max_r_free=pisces["max_r_free"],
+                   min_length=pisces["min_length"], max_length=pisces["max_length"],
+                   methods=tuple(pisces["methods"]), unknown=pisces["unknown"])
 
     def __post_init__(self):
         if self.unknown not in {"keep", "drop"}:
@@ -234,6 +242,12 @@ def read_chain_table(path: str | Path) -> list[PiscesChain]:
                             method=r["method"], resolution_A=nan_or(r["resolution_A"]),
                             r_factor=nan_or(r["r_factor"]), r_free=nan_or(r["r_free"]))
                 for r in csv.DictReader(handle, delimiter="\t")]
+
+
+def read_reasons(path: str | Path) -> list[tuple[str, str]]:
+    """``(chain_key, reason)`` of every row of a table written with ``reasons``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [(r["chain_key"], r["reason"]) for r in csv.DictReader(handle, delimiter="\t")]
 
 
 def write_pisces(path: str | Path, chains) -> None:

@@ -7,14 +7,13 @@ where the label says. Channels are coloured C grey, N blue, O red, other gold.
 """
 from __future__ import annotations
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .views import FACE_NAMES  # noqa: E402
+from .views import FACE_NAMES, read_view_set  # noqa: E402
 
 CHANNEL_RGB = np.array([[0.45, 0.45, 0.45], [0.15, 0.35, 0.95], [0.95, 0.15, 0.15], [0.95, 0.75, 0.1]])
 AXIS_NAMES = "xyz"
@@ -37,13 +36,10 @@ def joined_projection(pair: np.ndarray, label: int):
     return rgb, [AXIS_NAMES[i] for i in shown], shown.index(axis), a.shape[-1]
 
 
-def render_view_pairs(views_path, png_path, svg_path, n_examples: int = 6) -> None:
-    with h5py.File(views_path, "r") as h5:
-        n = min(n_examples, h5["labels"].shape[0])
-        images = h5["images"][:n].astype(np.float32)
-        labels = h5["labels"][:n]
-        channels = list(h5.attrs["channels"])
-        resolution_A = float(h5.attrs["resolution_A"])
+def render_view_pairs(views_path, png_path, svg_path, n_examples: int) -> None:
+    views = read_view_set(views_path, n_examples)
+    images, labels, n = views["images"], views["labels"], len(views["labels"])
+    channels, resolution_A = list(views["attrs"]["channels"]), float(views["attrs"]["resolution_A"])
     cols = min(3, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)

@@ -14,16 +14,19 @@ budget or operational change continues the run.
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import io
 import json
 import logging
 import os
 import socket
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+import yaml
+
+from .atomic import atomic_write, check_injected, write_json
 
 log = logging.getLogger("equivox.train")
 
@@ -57,42 +60,65 @@ KEPT_ON_SUPERSEDE = ("settings.yaml", SUPERSEDED)
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Everything a training run is made from. No defaults here: the config schema
+    (``train`` section) is the only place they live, and :func:`settings_from_config`
+    is the one way to build these from the validated config."""
     arch: str
     spec: dict                      # the architecture's entry in the architecture set
     origin_db: str
     val_views: str
     view_config: dict               # config keys "views" and "origins"
-    data: dict = field(default_factory=dict)  # config the origin DB and val set were made from
-    head: str = "mlp"
-    lr: float = 1e-3
-    batch_size: int = 16
-    max_steps: int | None = 200
-    max_compute_h: float | None = None
-    log_every: int = 10
-    val_every: int = 50
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    num_workers: int = 2
-    seed: int = 0
-    epoch_size: int | None = None   # examples per "epoch"; None = number of training origins
-    device: str = "auto"            # auto | cpu | cuda
-    amp: str = "none"               # none | bf16 | fp16 (autocast on CUDA)
-    tf32: bool = True
-    voxelize_on: str = "loader"     # loader (CPU workers) | device (atoms shipped, images on GPU)
-    train_shards: list = field(default_factory=list)  # materialised HDF5 shards; empty = on the fly
-    deterministic: bool = True
-    code: str = ""                  # equivox.code_version of the training code (workflow-set)
+    data: dict                      # config the origin DB and val set were made from
+    head: str
+    lr: float
+    batch_size: int
+    max_steps: int | None
+    max_compute_h: float | None
+    log_every: int
+    val_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    num_workers: int
+    seed: int
+    epoch_size: int | None          # examples per "epoch"; None = number of training origins
+    device: str                     # auto | cpu | cuda
+    amp: str                        # none | bf16 | fp16 (autocast on CUDA)
+    tf32: bool
+    voxelize_on: str                # loader (CPU workers) | device (atoms shipped, images on GPU)
+    train_shards: list              # materialised HDF5 shards; empty = on the fly
+    deterministic: bool
+    code: str                       # equivox.code_version of the training code (workflow-set)
 
-    def __post_init__(self):
-        if self.max_steps is None and self.max_compute_h is None:
-            raise ValueError("train: set max_steps or max_compute_h (or both)")
-        if self.checkpoint_every % self.log_every or self.val_every % self.log_every:
-            raise ValueError("train: checkpoint_every and val_every must be multiples of log_every "
-                             f"(got {self.checkpoint_every}, {self.val_every}, {self.log_every})")
-        for name, allowed in (("amp", {"none", "bf16", "fp16"}), ("voxelize_on", {"loader", "device"}),
-                              ("device", {"auto", "cpu", "cuda"})):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"train.{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+
+WORKFLOW_TRAIN_KEYS = ("architectures", "models", "resources", "max_steps_per_model")
+"""Keys of config ``train`` that the workflow reads and a run does not."""
+
+
+def settings_from_config(train: dict, arch: str, **fields) -> TrainSettings:
+    """The settings of architecture ``arch``'s run from a validated config ``train``
+    section (defaults filled by the schema) and the ``fields`` the workflow supplies
+    (``spec``, ``origin_db``, ``val_views``, ``view_config``, ``data``,
+    ``train_shards``, ``code``). ``max_steps_per_model`` overrides ``max_steps``."""
+    values = {k: v for k, v in train.items() if k not in WORKFLOW_TRAIN_KEYS}
+    values["max_steps"] = (train["max_steps_per_model"] or {}).get(arch, train["max_steps"])
+    return TrainSettings(arch=arch, **values, **fields)
+
+
+def write_settings(path: Path, settings: dict) -> None:
+    """A run's ``settings.yaml`` (TrainSettings fields), written by the rule's script."""
+    atomic_write(Path(path), lambda handle: handle.write(yaml.safe_dump(settings, sort_keys=False)))
+
+
+def read_settings(path: Path) -> TrainSettings:
+    """Inverse of :func:`write_settings`."""
+    return TrainSettings(**yaml.safe_load(Path(path).read_text()))
+
+
+def write_run_config(run_dir: Path, settings: TrainSettings, device) -> None:
+    """``config.yaml``: the fully resolved settings of this session, their fingerprint, the device."""
+    text = yaml.safe_dump({"settings": asdict(settings), "fingerprint": settings_fingerprint(settings),
+                           "device": str(device)}, sort_keys=False)
+    atomic_write(Path(run_dir) / "config.yaml", lambda handle: handle.write(text))
 
 
 def result_settings(settings: TrainSettings | dict) -> dict:
@@ -116,69 +142,6 @@ def settings_diff(old: dict, new: dict) -> list[str]:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# --- writes that never leave a partial file ----------------------------------------
-
-def disk_full_injected() -> bool:
-    """Test hook: ``EQUIVOX_FAULT=enospc@N`` makes every trainer write fail once step N is
-    reached (set by the trainer via :func:`inject_disk_full`)."""
-    return _FAULTS.get("disk_full", False)
-
-
-_FAULTS: dict = {}
-
-
-def inject_disk_full() -> None:
-    _FAULTS["disk_full"] = True
-
-
-def _check_injected(handle=None) -> None:
-    if disk_full_injected():
-        if handle is not None:
-            handle.write(b"partial" if "b" in getattr(handle, "mode", "") else "partial")
-            handle.flush()
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by EQUIVOX_FAULT)")
-
-
-def tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def atomic_write(path: Path, write, binary: bool = False) -> None:
-    """``write(handle)`` into a temporary file beside ``path``, fsync, rename. On any
-    failure the temporary file is removed and the error re-raised: no failure leaves a
-    ``.tmp`` behind (a SIGKILL mid-write can; :func:`remove_stray_tmp` cleans up)."""
-    path = Path(path)
-    tmp = tmp_path(path)
-    try:
-        with open(tmp, "wb" if binary else "w", newline=None if binary else "") as handle:
-            write(handle)
-            _check_injected(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # e.g. a directory in the way: nothing of ours to remove
-            pass
-        raise
-
-
-def write_json(path: Path, data) -> None:
-    atomic_write(Path(path), lambda h: h.write(json.dumps(data, indent=2, sort_keys=True, default=str)))
-
-
-def remove_stray_tmp(run_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in ``run_dir`` (not in superseded/)."""
-    removed = []
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "final"):
-        for path in folder.glob(".*.tmp") if folder.is_dir() else []:
-            if path.is_file():
-                path.unlink()
-                removed.append(path)
-    return removed
 
 
 # --- status --------------------------------------------------------------------------
@@ -244,7 +207,7 @@ def rewrite_metrics(path: Path, rows: list[dict]) -> None:
 
 def append_metrics_row(path: Path, row: dict) -> None:
     """One row, written with a single write() of the whole line (O_APPEND)."""
-    _check_injected()
+    check_injected()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     if not Path(path).exists():
@@ -316,7 +279,3 @@ def session_header(run_dir: Path) -> str:
             + (f" slurm job {job}" if job else "")
             + f" | resume step: {step if step is not None else 'none (fresh start)'}"
             + f" | previous end: {ended} =====")
-
-
-def setting_names() -> list[str]:
-    return [f.name for f in fields(TrainSettings)]

@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .run_record import EXIT_CODES, newest_checkpoint_step, read_status, remove_stray_tmp, set_status
+from .atomic import remove_stray_tmp
+from .run_record import EXIT_CODES, newest_checkpoint_step, read_status, set_status
 
-if TYPE_CHECKING:  # the trainer runs as a child process (python -m equivox.train); this
-    from . import train  # noqa: F401  import puts its code in the rule's code fingerprint
+if TYPE_CHECKING:  # the trainer runs as a child process (python -m equivox.train_process);
+    from . import train_process  # noqa: F401  this import puts its code in the rule's code fingerprint
 
 log = logging.getLogger("equivox.train")
 
@@ -64,7 +65,7 @@ def supervise(run_dir: str | Path, settings_path: str | Path) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     # so that a trainer dying before it writes anything is not reported by a stale status
     set_status(run_dir, "running", "trainer starting", step=newest_checkpoint_step(run_dir) or 0)
-    child = subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
+    child = subprocess.Popen([sys.executable, "-m", "equivox.train_process", "--run-dir", str(run_dir),
                               "--settings", str(settings_path), "--progress", "log"])
     previous = {sig: signal.signal(sig, lambda signum, frame: child.send_signal(signum))
                 for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}

@@ -234,45 +234,20 @@ def shown_dead_units(table: pd.DataFrame) -> pd.DataFrame:
 
 # --- writing ---------------------------------------------------------------------------
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of ``table``'s text."""
-    def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-    rows = [line(table.columns), line(["---"] * len(table.columns))]
-    rows += [line(row) for row in table.itertuples(index=False)]
-    return "\n".join(rows) + "\n"
-
-
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                 "–": "--"}
-
-
-def latex_escape(text) -> str:
-    return "".join(LATEX_SPECIAL.get(char, char) for char in str(text))
-
-
-def to_latex(table: pd.DataFrame) -> str:
-    """A booktabs ``tabular`` of ``table``'s text (first column left-aligned, others right)."""
-    spec = "l" + "r" * (len(table.columns) - 1)
-    body = [" & ".join(map(latex_escape, row)) + r" \\" for row in table.itertuples(index=False)]
-    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-                      " & ".join(map(latex_escape, table.columns)) + r" \\", r"\midrule",
-                      *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
-
-
 def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv_path, md_path, tex_path, html_path) -> None:
     """``numbers`` to CSV; ``shown`` to Markdown, LaTeX and HTML."""
     numbers.to_csv(csv_path, index=False)
-    Path(md_path).write_text(to_markdown(shown))
-    Path(tex_path).write_text(to_latex(shown))
+    Path(md_path).write_text(shown.to_markdown(index=False, tablefmt="github") + "\n")
+    # booktabs tabular, LaTeX special characters escaped, first column left, others right
+    latex = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    Path(tex_path).write_text(latex.to_latex(column_format="l" + "r" * (len(shown.columns) - 1), hrules=True))
     Path(html_path).write_text(shown.to_html(index=False, border=0, justify="left"))
 
 
 TABLES = ("results", "baselines", "speed", "dead_units")
 
 
-def build_table(name: str, *, runs=(), tests=(), dead_units=(), baselines=(), confidence: float = 0.95
+def build_table(name: str, *, confidence: float, runs=(), tests=(), dead_units=(), baselines=()
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(numbers, shown)`` of table ``name`` from record paths: ``runs`` (final/run.json),
     ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv),

@@ -25,6 +25,14 @@ OPPOSITE = (1, 0, 3, 2, 5, 4)
 """Label of the face opposite each face: view B's face that looks back at view A."""
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 """Random stream of each split's examples: with one seed, the splits share no draws."""
+VIEW_CONFIG_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
+                    "default_radius_A", "padding_A", "allow_shared_atoms", "require_all_faces",
+                    "structure_weighting", "max_retries")
+"""The keys of config ``views`` that a view sampler is made from
+(``equivox.views.ViewParams.from_config``, with all of config ``origins``)."""
+INPUT_SIDE = 21
+"""Side of a view in voxels that every encoder maps to 1x1x1 (config ``views.length_voxels``
+must equal it: :func:`view_config_errors`)."""
 
 
 def largest_radius_A(views: dict) -> float:
@@ -43,6 +51,10 @@ def view_config_errors(views: dict) -> list[str]:
     Returns messages naming the key and what is allowed; empty when all is well.
     """
     errors = []
+    if views["length_voxels"] != INPUT_SIDE:
+        errors.append(
+            f"config views.length_voxels: {views['length_voxels']} voxels, but every encoder "
+            f"takes {INPUT_SIDE}-voxel views (equivox.task.INPUT_SIDE); allowed: {INPUT_SIDE}")
     need = min_padding_A(views)
     if views["padding_A"] < need - 1e-9 and not views.get("allow_shared_atoms", False):
         errors.append(

@@ -23,17 +23,18 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from .atomic import atomic_write_h5
 from .atoms import load_structure
 from .origin_db import OriginDB
 from .origins import OriginParams, biological_mask
-from .task import FACE_NAMES, FACES, SPLIT_STREAMS
+from .task import FACE_NAMES, FACES, SPLIT_STREAMS, VIEW_CONFIG_KEYS
 from .voxelize import ImageParams, atom_radii, channel_index, image_from_atoms
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ViewParams:
-    image: ImageParams = field(default_factory=ImageParams)
-    padding_A: float = 2.0          # gap between the two cubes (task.min_padding_A)
-    origins: OriginParams = field(default_factory=OriginParams)  # criterion for B's centre
-    require_all_faces: bool = False  # origin used only if all 6 neighbours are dense
-    structure_weighting: str = "origins"  # "origins": by origin count; "uniform": per structure
-    max_retries: int = 100          # fresh origins tried before giving up on an example
+    """The view sampler's settings; built from the validated config by :meth:`from_config`
+    (the config schema holds every default)."""
+    image: ImageParams
+    padding_A: float                # gap between the two cubes (task.min_padding_A)
+    origins: OriginParams           # criterion for B's centre
+    require_all_faces: bool         # origin used only if all 6 neighbours are dense
+    structure_weighting: str        # "origins": by origin count; "uniform": per structure
+    max_retries: int                # fresh origins tried before giving up on an example
 
     def __post_init__(self):
         if self.padding_A < 0:
@@ -55,9 +58,7 @@ class ViewParams:
             raise ValueError("ViewParams.structure_weighting must be 'origins' or 'uniform', "
                              f"got {self.structure_weighting!r}")
 
-    CONFIG_KEYS = ("length_voxels", "resolution_A", "channels", "element_radii_A",
-                   "default_radius_A", "padding_A", "allow_shared_atoms", "require_all_faces",
-                   "structure_weighting", "max_retries")
+    CONFIG_KEYS = VIEW_CONFIG_KEYS
     """The keys of config ``views`` that :meth:`from_config` reads (with all of ``origins``)."""
 
     @classmethod
@@ -271,45 +272,61 @@ def write_view_set(path, sampler: ViewPairSampler, n_examples: int, first_index:
     from tqdm import tqdm
 
     p = sampler.params.image
-    tmp = f"{path}.tmp{os.getpid()}"
     shape = (n_examples, 2, len(p.channels), p.length_voxels, p.length_voxels, p.length_voxels)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            images = h5.create_dataset("images", shape=shape, dtype=image_dtype,
-                                       chunks=(1, *shape[1:]), compression="gzip",
-                                       compression_opts=4, shuffle=True)
-            labels = h5.create_dataset("labels", shape=(n_examples,), dtype=np.int64)
-            origin_ids = h5.create_dataset("origin_ids", shape=(n_examples,), dtype=np.int64)
-            structure_ids = h5.create_dataset("structure_ids", shape=(n_examples,), dtype=np.int64)
-            rotations = h5.create_dataset("rotations", shape=(n_examples, 3, 3), dtype=np.float64)
-            centres = h5.create_dataset("centres_A", shape=(n_examples, 2, 3), dtype=np.float64)
-            bar = tqdm(total=n_examples, desc=f"views {sampler.split}", unit="pair",
-                       disable=not progress, mininterval=5)
-            for start in range(0, n_examples, batch_size):
-                stop = min(start + batch_size, n_examples)
-                pairs = [sampler.sample(first_index + i) for i in range(start, stop)]
-                sl = slice(start, start + len(pairs))
-                images[sl] = images_from_pairs(pack_atoms(pairs), len(pairs), p).numpy().astype(image_dtype)
-                labels[sl] = [q.label for q in pairs]
-                origin_ids[sl] = [q.origin_id for q in pairs]
-                structure_ids[sl] = [q.structure_id for q in pairs]
-                rotations[sl] = np.stack([q.rotation for q in pairs])
-                centres[sl] = np.stack([q.centres_A for q in pairs])
-                bar.update(len(pairs))
-            bar.close()
-            h5.attrs.update(split=sampler.split, seed=sampler.seed, n_examples=n_examples,
-                            first_index=first_index,
-                            length_voxels=p.length_voxels, resolution_A=p.resolution_A,
-                            channels=list(p.channels), default_radius_A=p.default_radius_A,
-                            padding_A=sampler.params.padding_A, faces=list(FACE_NAMES),
-                            require_all_faces=sampler.params.require_all_faces,
-                            radius_A=sampler.params.origins.radius_A,
-                            min_nearby_atoms=sampler.params.origins.min_nearby_atoms,
-                            origin_db=str(sampler.db.path))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write_h5(path) as h5:
+        images = h5.create_dataset("images", shape=shape, dtype=image_dtype,
+                                   chunks=(1, *shape[1:]), compression="gzip",
+                                   compression_opts=4, shuffle=True)
+        labels = h5.create_dataset("labels", shape=(n_examples,), dtype=np.int64)
+        origin_ids = h5.create_dataset("origin_ids", shape=(n_examples,), dtype=np.int64)
+        structure_ids = h5.create_dataset("structure_ids", shape=(n_examples,), dtype=np.int64)
+        rotations = h5.create_dataset("rotations", shape=(n_examples, 3, 3), dtype=np.float64)
+        centres = h5.create_dataset("centres_A", shape=(n_examples, 2, 3), dtype=np.float64)
+        bar = tqdm(total=n_examples, desc=f"views {sampler.split}", unit="pair",
+                   disable=not progress, mininterval=5)
+        for start in range(0, n_examples, batch_size):
+            stop = min(start + batch_size, n_examples)
+            pairs = [sampler.sample(first_index + i) for i in range(start, stop)]
+            sl = slice(start, start + len(pairs))
+            images[sl] = images_from_pairs(pack_atoms(pairs), len(pairs), p).numpy().astype(image_dtype)
+            labels[sl] = [q.label for q in pairs]
+            origin_ids[sl] = [q.origin_id for q in pairs]
+            structure_ids[sl] = [q.structure_id for q in pairs]
+            rotations[sl] = np.stack([q.rotation for q in pairs])
+            centres[sl] = np.stack([q.centres_A for q in pairs])
+            bar.update(len(pairs))
+        bar.close()
+        h5.attrs.update(split=sampler.split, seed=sampler.seed, n_examples=n_examples,
+                        first_index=first_index,
+                        length_voxels=p.length_voxels, resolution_A=p.resolution_A,
+                        channels=list(p.channels), default_radius_A=p.default_radius_A,
+                        padding_A=sampler.params.padding_A, faces=list(FACE_NAMES),
+                        require_all_faces=sampler.params.require_all_faces,
+                        radius_A=sampler.params.origins.radius_A,
+                        min_nearby_atoms=sampler.params.origins.min_nearby_atoms,
+                        origin_db=str(sampler.db.path))
+
+
+def read_view_set(path, n_examples: int | None = None, view: int | None = None) -> dict:
+    """The first ``n_examples`` pairs (all when None) of a view set (:func:`write_view_set`):
+    ``images`` float32 (n, 2, C, L, L, L), or (n, C, L, L, L) of one ``view`` (0 = A,
+    1 = B); ``labels``, ``structure_ids``, ``rotations``, ``centres_A``; ``attrs`` (dict)."""
+    with h5py.File(path, "r") as h5:
+        n = int(h5["labels"].shape[0]) if n_examples is None else min(n_examples, int(h5["labels"].shape[0]))
+        images = h5["images"][:n] if view is None else h5["images"][:n, view]
+        return {"images": images.astype(np.float32), "labels": h5["labels"][:n],
+                "structure_ids": h5["structure_ids"][:n], "rotations": h5["rotations"][:n],
+                "centres_A": h5["centres_A"][:n], "attrs": dict(h5.attrs)}
+
+
+def view_set_batches(path, batch_size: int = 256):
+    """Yield ``(images (B, 2, C, L, L, L) float32, labels (B,))`` of a view set in order."""
+    with h5py.File(path, "r") as h5:
+        n = h5["labels"].shape[0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            yield (torch.from_numpy(h5["images"][start:stop].astype(np.float32)),
+                   h5["labels"][start:stop])
 
 
 class ViewSetDataset(torch.utils.data.Dataset):
@@ -335,7 +352,7 @@ class ViewSetDataset(torch.utils.data.Dataset):
 
 
 class ShardedViewDataset(torch.utils.data.Dataset):
-    """Training examples read from materialised shards (rule ``voxelize_train_shard``).
+    """Training examples read from materialised shards (rule ``views_train_shard``).
 
     Global example ``k`` is row ``k % size`` of shard ``(k // size) % n_shards``: the
     shards in order, then again from the first (an epoch of the shards, repeated). Shard

@@ -80,11 +80,11 @@ class ImageParams:
         default_radius_A: radius of every other atom, in angstroms.
     """
 
-    length_voxels: int = 21
-    resolution_A: float = 0.75
-    channels: tuple[str, ...] = ("C", "N", "O", "*")
-    element_radii_A: tuple[tuple[str, float], ...] = ()
-    default_radius_A: float = 0.375
+    length_voxels: int
+    resolution_A: float
+    channels: tuple[str, ...]
+    element_radii_A: tuple[tuple[str, float], ...]
+    default_radius_A: float
 
     def __post_init__(self) -> None:
         # Lists and mappings (as read from YAML) are frozen into tuples so that the

@@ -1,7 +1,7 @@
 """Rule demo_data: arrange the MDAnalysisTests structures as a mirror + PISCES list."""
 import logging
 
-from equivox.demo import build_demo_mirror
+from equivox.demo_data import build_demo_mirror
 from equivox.logs import run_logged
 
 

@@ -1,24 +1,23 @@
 """Rule parse_atoms: parse one shard's structures into an HDF5 atom store."""
-import csv
 import logging
 
 from tqdm import tqdm
 
-from equivox.atoms import (StructureParseError, atomic_write_h5, nonbiological_residues,
+from equivox.atoms import (StructureParseError, nonbiological_residues, write_atom_store,
                            read_structure, write_structure)
+from equivox.download import read_manifest
 from equivox.logs import run_logged
+from equivox.origin_db import write_excluded
+from equivox.shard_ids import read_shard_table
 
 
 def main(ids_path, manifest_path, atoms_path, failures_path, extra_nonbiological, keep_biological):
     log = logging.getLogger("equivox")
     blocklist = nonbiological_residues(extra_nonbiological, keep_biological)
-    with open(ids_path, newline="") as handle:
-        chains = list(csv.DictReader(handle, delimiter="\t"))
-    with open(manifest_path, newline="") as handle:
-        fetched = {r["pdb_id"]: r for r in csv.DictReader(handle, delimiter="\t")}
+    chains = read_shard_table(ids_path)
+    fetched = {r["pdb_id"]: r for r in read_manifest(manifest_path)}
     failures, tables = [], {}
-    with atomic_write_h5(atoms_path) as h5:
-        h5.attrs["blocklist"] = " ".join(sorted(blocklist))
+    with write_atom_store(atoms_path, blocklist) as h5:
         for row in tqdm(chains, desc=f"parse_atoms {ids_path}", unit="chain", mininterval=5):
             entry = fetched.get(row["pdb_id"])
             if entry is None or entry["status"] not in {"ok", "cached"}:
@@ -35,10 +34,7 @@ def main(ids_path, manifest_path, atoms_path, failures_path, extra_nonbiological
             except StructureParseError as err:
                 failures.append((row["chain_key"], "parse", str(err)))
                 log.warning("%s", err)
-    with open(failures_path, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["chain_key", "stage", "reason"])
-        writer.writerows(failures)
+    write_excluded(failures_path, failures)
     log.info("%s: %d chains stored, %d failed", atoms_path, len(chains) - len(failures), len(failures))
 
 

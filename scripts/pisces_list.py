@@ -9,10 +9,7 @@ from equivox.pisces import PiscesFilter, filter_chains, parse_pisces, write_chai
 def main(source, kept_path, dropped_path, criteria):
     log = logging.getLogger("equivox")
     chains = parse_pisces(source)
-    rule = PiscesFilter(max_resolution_A=criteria["max_resolution_A"],
-                        max_r_free=criteria["max_r_free"], min_length=criteria["min_length"],
-                        max_length=criteria["max_length"], methods=tuple(criteria["methods"]),
-                        unknown=criteria["unknown"])
+    rule = PiscesFilter.from_config(criteria)
     kept, dropped = filter_chains(chains, rule)
     write_chain_table(kept_path, kept)
     write_chain_table(dropped_path, [c for c, _ in dropped], reasons=[r for _, r in dropped])

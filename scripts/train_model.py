@@ -8,9 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from equivox.run_record import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, session_header
+from equivox.run_record import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, session_header, write_settings
 from equivox.supervise import supervise
 
 
@@ -29,7 +27,7 @@ def main(run_dir, settings, threads, log_path):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("equivox")
     path = run_dir / "settings.yaml"
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    write_settings(path, settings)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     code = supervise(run_dir, path)
     status = read_status(run_dir)

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from equivox.demo import mdanalysis_data_dir
+from equivox.demo_data import mdanalysis_data_dir
+from tests.defaults import ORIGIN_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ def build_small_origin_db(workdir: Path, mda_data: Path) -> Path:
 
     from equivox.atoms import nonbiological_residues, read_structure, write_structure
     from equivox.origin_db import StructureRecord, build_origin_db
-    from equivox.origins import OriginParams, choose_origins
+    from equivox.origins import choose_origins
 
     entries = [("1a28.pdb.gz", "1a28", "A", "train"), ("mmcif/3KPR.cif.gz", "3kpr", "A", "train"),
                ("4E43.pdb", "4e43", "A", "train"), ("19hc.pdb.gz", "19hc", "A", "val"),
@@ -41,7 +42,7 @@ def build_small_origin_db(workdir: Path, mda_data: Path) -> Path:
             write_structure(h5, key, pdb, chain, read_structure(mda_data / rel), rel,
                             nonbiological_residues())
             from equivox.atoms import load_structure
-            coords, n_cand = choose_origins(load_structure(h5, key), OriginParams())
+            coords, n_cand = choose_origins(load_structure(h5, key), ORIGIN_PARAMS)
             records.append(StructureRecord(key, pdb, chain, "XRAY", 2.0, 0.25, 200,
                                            str(atoms_path), 0, n_cand, coords))
     db = workdir / "origins.sqlite"

@@ -97,7 +97,8 @@ def test_compute_baselines_chooses_on_validation_and_pairs_the_margin(tmp_path):
     for split in ("val", "test"):
         write_views(tmp_path / f"{split}.h5", *synthetic_pairs(120, rng))
     record = compute_baselines({"val": tmp_path / "val.h5", "test": tmp_path / "test.h5"},
-                               (slab_features(synthetic_pairs(400, rng)[0]), torch.as_tensor(rng.integers(6, size=400))))
+                               (slab_features(synthetic_pairs(400, rng)[0]), torch.as_tensor(rng.integers(6, size=400))),
+                               confidence=0.95)
     json.dumps(record)  # written as JSON by the rule
     rows = {r["baseline"]: r for r in record["sets"]["val"]["rows"]}
     assert set(rows) == {"chance", "seam", "view_a", "view_b", "slab_logistic"}

@@ -24,7 +24,9 @@ def rule_scripts() -> dict[str, str]:
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", text, re.M):
             script = re.search(r'"\.\./\.\./(scripts/\w+\.py)"', body)
             if script:
-                assert "code=code_of(" in body, f"rule {name} in {smk.name} has no code=code_of(...) param"
+                code = re.search(r'code=code_of\("(scripts/\w+\.py)"', body)
+                assert code, f"rule {name} in {smk.name} has no code=code_of(...) param"
+                assert code.group(1) == script.group(1), f"rule {name}: code_of names another script"
                 found[name] = script.group(1)
     return found
 
@@ -67,9 +69,10 @@ def test_every_rule_carries_a_code_param():
 
 def test_docstrings_comments_and_log_messages_change_nothing(package):
     assert changed_after(package, "figures.py", '"""', '"""Edited docstring. ') == set()
-    assert changed_after(package, "train.py", "import argparse\n", "import argparse  # a comment\n\n") == set()
+    assert changed_after(package, "train.py", "import logging\n", "import logging  # a comment\n\n") == set()
     assert changed_after(package, "train.py", 'log.info("resumed %s', 'log.info("(edited) resumed %s') == set()
-    assert changed_after(package, "train.py", 'help="the run directory', 'help="(edited) the run directory') == set()
+    assert changed_after(package, "train_process.py", 'help="the run directory',
+                         'help="(edited) the run directory') == set()
 
 
 def test_a_figures_edit_reruns_only_figure_rules(package):
@@ -84,11 +87,49 @@ def test_a_model_family_edit_retrains_only_that_family(package):
     trained = {rule for rule in changed if rule.startswith("train_model")}
     assert trained == {"train_model[escnn_densenet]"}, changed
     assert {"analyze_dead_units[escnn_densenet]", "evaluate_test[escnn_densenet]"} <= changed
-    assert not any(rule.startswith(("fetch", "parse", "voxelize", "origin", "pisces")) for rule in changed)
+    assert not any(rule.startswith(("download", "parse", "views", "origin", "pisces")) for rule in changed)
 
 
 def test_a_training_code_edit_retrains_every_model_and_no_data_rule(package):
     changed = changed_after(package, "train.py", "    step, examples_seen, compute_s = 0, 0, 0.0\n",
                             "    step, examples_seen, compute_s = 0, 0, 0.0  \n    EDITED = 1\n")
     assert {f"train_model[{f}]" for f in FAMILY_MODULES} <= changed
-    assert not any(rule.startswith(("fetch", "parse", "voxelize", "origin", "pisces", "choose")) for rule in changed)
+    assert not any(rule.startswith(("download", "parse", "views", "origin", "pisces", "choose")) for rule in changed)
+
+
+def test_one_name_per_stage_and_every_rule_in_the_readme():
+    """Rule ``r`` runs ``scripts/r.py`` (a training shard is a view set: scripts/views.py),
+    and the README's stage table names every rule."""
+    scripts = rule_scripts()
+    assert {rule for rule, script in scripts.items() if script != f"scripts/{rule}.py"} == {"views_train_shard"}
+    assert scripts["views_train_shard"] == "scripts/views.py"
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| stage | rules |"):].split("\n\n")[0]
+    assert {rule for rule in scripts if f"`{rule}`" not in table} == set()
+
+
+def test_no_import_circle_in_the_package():
+    """No module imports, directly or through others, a module that imports it back
+    (a submodule's import of its own package's ``__init__`` aside)."""
+    from equivox.code_version import imported_modules
+
+    root = package_dir()
+    modules = {".".join(("equivox", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+               for p in root.rglob("*.py")}
+    graph = {name: {m for m in imported_modules(path, root) if m in modules and m != name
+                    and not name.startswith(m + ".")}
+             for name, path in modules.items()}
+
+    def reaches(start: str, target: str) -> bool:
+        todo, seen = list(graph[start]), set()
+        while todo:
+            name = todo.pop()
+            if name == target:
+                return True
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return False
+
+    assert graph["equivox.train"] and graph["equivox.evaluate"]
+    assert [name for name in modules if reaches(name, name)] == []

@@ -7,7 +7,6 @@ import yaml
 from equivox.config import ConfigError, check_devices, validate_config
 from tests.workflow_helpers import REPO, snakemake
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
@@ -18,7 +17,7 @@ def check(**sections):
             config.setdefault(section, {}).update(values)
         else:
             config[section] = values
-    validate_config(config, SCHEMA)
+    validate_config(config, REPO)
     return config
 
 
@@ -42,6 +41,8 @@ def test_the_demo_config_passes():
     ({"splits": {"train": 0.85, "val": 0.0, "test": 0.15}}, ["splits.val", "> 0"]),
     ({"train": {"architectures": "config/architectures/missing.yaml"}}, ["train.architectures", "not found"]),
     ({"train": {"models": ["arch_nope"]}}, ["train.models", "arch_nope", "allowed:"]),
+    # the encoders' input side (equivox.task.INPUT_SIDE), checked before any view is made
+    ({"views": {"length_voxels": 19}}, ["views.length_voxels", "19 voxels", "allowed: 21"]),
 ])
 def test_constraint_errors_name_the_key(sections, words):
     with pytest.raises(ConfigError) as error:
@@ -96,3 +97,18 @@ def test_per_model_budgets_follow_the_architecture_set(tmp_path, capsys):
     assert "max_steps_per_model" not in capsys.readouterr().err
     with pytest.raises(ConfigError, match="train.models"):
         check(train={"architectures": str(other), "models": ["tiy"]})
+
+
+def test_the_dag_builds_without_importing_torch(tmp_path):
+    """The workflow plans every job from the package's torch-free modules (config, task,
+    run records, code fingerprints); only the jobs import torch."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "-d", str(tmp_path), "-n", "--cores", "1", "all"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert {"equivox.config", "equivox.run_record", "equivox.code_version"} <= imported
+    assert "torch" not in imported and "escnn" not in imported

@@ -1,24 +1,23 @@
 """Dead-unit counting on models and layers whose dead and live units are forced.
 
 Every nonlinearity the architecture schema allows is covered: the seven Fourier
-functions (read from workflow/schemas/architectures.schema.yaml), the sigmoid gates of
+functions (read from the packaged architecture schema), the sigmoid gates of
 the alpha/dense blocks, and the ReLU of the plain twins and the MLP head.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
+from equivox.config import default_config, load_schema
 from equivox.dead_units import (FOURIER_RESPONSES, ActivityRecorder, hist_columns, layer_table,
                                 measure_activity)
 from equivox.models import build_model, fields
 
 PLAIN = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 0, "head_channels": [8]}
 ESCNN = {"family": "escnn_cnn", "layout": "arch_3", "width": 1, "repeats": 0, "head_channels": [8]}
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/architectures.schema.yaml"
+SCHEMA = load_schema("architectures")
+OPEN_FRACTION = default_config()["analysis"]["dead_units"]["open_fraction"]
 
 RESTING_INPUT = {"relu": -10.0, "gelu": -10.0, "elu": -10.0, "silu": -10.0, "tanh": -10.0,
                  "leaky_hardshrink": -1.0,  # inside the cutoff only the 0.1 leak passes
@@ -48,7 +47,7 @@ class FieldLayer(nn.Module):
 
 
 def schema_fourier_functions() -> list[str]:
-    return yaml.safe_load(SCHEMA.read_text())["$defs"]["fourier_function"]["enum"]
+    return SCHEMA["$defs"]["fourier_function"]["enum"]
 
 
 def test_every_schema_fourier_function_has_a_rule_and_a_resting_input():
@@ -82,7 +81,7 @@ def test_a_field_constant_on_the_grid_has_the_value_the_test_assumes():
 
 @pytest.mark.parametrize("function", schema_fourier_functions())
 def test_fourier_field_resting_everywhere_is_dead_and_dormant_and_live_fields_are_neither(function):
-    layers = measure_activity(fourier_layer(function), fourier_inputs(RESTING_INPUT[function]))
+    layers = measure_activity(fourier_layer(function), fourier_inputs(RESTING_INPUT[function]), open_fraction=OPEN_FRACTION)
     (layer,) = layers
     assert (layer.kind, layer.function, layer.unit) == ("fourier", function, "field")
     assert layer.positions == 96 * 27 and layer.inputs == 8
@@ -98,20 +97,20 @@ def test_fourier_field_resting_everywhere_is_dead_and_dormant_and_live_fields_ar
 def test_elu_field_pinned_at_minus_one_scores_zero_not_the_layer_maximum():
     """The measured bug: scored by |output|, a dead ELU field (-1 everywhere) was the
     largest unit of its layer."""
-    (layer,) = measure_activity(fourier_layer("elu"), fourier_inputs(-10.0))
+    (layer,) = measure_activity(fourier_layer("elu"), fourier_inputs(-10.0), open_fraction=OPEN_FRACTION)
     assert layer.dormancy()[0] == 0.0
 
 
 @pytest.mark.parametrize("function, value", [("leaky_hardshrink", -10.0), ("leaky_hardshrink", 3.0),
                                              ("tanh", -1.0), ("first_hermite", -1.0), ("elu", 0.5)])
 def test_fourier_field_outside_the_resting_regime_is_live(function, value):
-    (layer,) = measure_activity(fourier_layer(function), fourier_inputs(value))
+    (layer,) = measure_activity(fourier_layer(function), fourier_inputs(value), open_fraction=OPEN_FRACTION)
     assert not layer.dead.any() and layer.fraction_active[0] == 1.0
     assert layer.dormancy()[0] > 0.1
 
 
 def test_first_hermite_field_in_its_upper_tail_is_dead_too():
-    (layer,) = measure_activity(fourier_layer("first_hermite"), fourier_inputs(10.0))
+    (layer,) = measure_activity(fourier_layer("first_hermite"), fourier_inputs(10.0), open_fraction=OPEN_FRACTION)
     assert layer.dead.tolist() == [True, False, False]
 
 
@@ -119,7 +118,7 @@ def test_unknown_fourier_function_is_refused():
     layer = FieldLayer(fields.escnn_module().nn.FourierPointwise(
         fields.fourier_type(1), list(fields.so3_grid()), function=lambda t: t))
     with pytest.raises(ValueError, match="no dead-unit rule"):
-        with ActivityRecorder(layer):
+        with ActivityRecorder(layer, OPEN_FRACTION):
             pass
 
 
@@ -141,7 +140,7 @@ def test_closed_gate_is_dead_and_dormant_and_a_gate_below_one_half_is_live():
     gate = fields.gated_nonlinearity(fields.fourier_type(3))
     with torch.no_grad():
         gate.bias.zero_()
-    (layer,) = measure_activity(FieldLayer(gate), gate_inputs([-10.0, -0.4, None]))
+    (layer,) = measure_activity(FieldLayer(gate), gate_inputs([-10.0, -0.4, None]), open_fraction=OPEN_FRACTION)
     assert (layer.kind, layer.function, layer.unit) == ("gated", "sigmoid_gate", "gate")
     assert list(layer.channels) == [35, 35, 35]
     # gate 1 sits at sigmoid(-0.4) = 0.40 everywhere: it passes 40% of its field
@@ -157,7 +156,7 @@ def test_gate_closed_by_its_own_bias_is_dead():
     gate = fields.gated_nonlinearity(fields.fourier_type(3))
     with torch.no_grad():
         gate.bias.copy_(torch.tensor([[20.0, 0.0, 0.0]]))
-    (layer,) = measure_activity(FieldLayer(gate), gate_inputs([None, None, None]))
+    (layer,) = measure_activity(FieldLayer(gate), gate_inputs([None, None, None]), open_fraction=OPEN_FRACTION)
     assert layer.dead.tolist() == [True, False, False]
 
 
@@ -169,7 +168,7 @@ def test_torch_pointwise_channel_resting_everywhere_is_dead_and_dormant(module_c
     generator = torch.Generator().manual_seed(0)
     x = 2.0 * torch.randn(16, 3, 5, generator=generator)
     x[:, 0] = resting
-    (layer,) = measure_activity(nn.Sequential(module_class()), [(x, torch.zeros(16))])
+    (layer,) = measure_activity(nn.Sequential(module_class()), [(x, torch.zeros(16))], open_fraction=OPEN_FRACTION)
     assert (layer.kind, layer.unit) == ("pointwise", "channel") and list(layer.channels) == [1, 1, 1]
     assert layer.dead.tolist() == [True, False, False]
     score = layer.dormancy()
@@ -183,7 +182,7 @@ def test_relu_channel_forced_negative_is_dead_and_the_rest_of_its_layer_is_not()
     with torch.no_grad():
         norm.weight.zero_()           # pre-activation = beta, whatever the input
         norm.bias.copy_(torch.tensor([-1.0, 1.0]))
-    layers = measure_activity(model, batches())
+    layers = measure_activity(model, batches(), open_fraction=OPEN_FRACTION)
     first = layers[0]
     assert (first.name, first.kind, first.function, first.unit) == ("encoder.2", "pointwise", "relu", "channel")
     assert first.inputs == 2 * 3 * 2  # views, not pairs: both views pass the encoder
@@ -204,7 +203,7 @@ def test_fraction_active_equals_a_direct_count():
     torch.manual_seed(1)
     model = build_model("plain", PLAIN).eval()
     data = batches()
-    layers = {layer.name: layer for layer in measure_activity(model, data)}
+    layers = {layer.name: layer for layer in measure_activity(model, data, open_fraction=OPEN_FRACTION)}
     views = torch.cat([images.flatten(0, 1) for images, _ in data])  # (2 * pairs, 4, 21, 21, 21)
     with torch.no_grad():
         second = torch.nn.Sequential(*list(model.encoder)[:6])(views)  # through the second ReLU
@@ -225,7 +224,7 @@ def test_escnn_fourier_field_forced_negative_is_dead_and_dormant(escnn_model):
     with torch.no_grad():
         last_conv.weights.zero_()  # the field is its bias: constant on the grid
         last_conv.bias.copy_(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
-    layers = measure_activity(escnn_model, batches(n_batches=1, batch=2))
+    layers = measure_activity(escnn_model, batches(n_batches=1, batch=2), open_fraction=OPEN_FRACTION)
     kinds = [(layer.kind, len(layer.active), layer.positions) for layer in layers]
     # fields of each Fourier nonlinearity, read at 96 grid points x voxels; then the MLP head
     assert kinds == [("fourier", 1, 96 * 19 ** 3), ("fourier", 2, 96 * 9 ** 3), ("fourier", 2, 96 * 7 ** 3),
@@ -239,6 +238,6 @@ def test_escnn_fourier_field_forced_negative_is_dead_and_dormant(escnn_model):
 
 
 def test_escnn_hooks_are_removed_after_measuring(escnn_model):
-    measure_activity(escnn_model, batches(n_batches=1, batch=1))
+    measure_activity(escnn_model, batches(n_batches=1, batch=1), open_fraction=OPEN_FRACTION)
     hooked = [m for m in escnn_model.modules() if m._forward_hooks or m._forward_pre_hooks]
     assert hooked == []

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from equivox import download
+from equivox.shard_ids import shard_ids
 from tests.http_server import Cut, ShortRead, local_server
 from equivox.download import (
     MANIFEST_COLUMNS,
@@ -27,13 +28,12 @@ from equivox.download import (
     download_file,
     fetch_entry,
     fetch_shard,
-    shard_ids,
     validate_structure_file,
 )
 
 DATA = Path(importlib.util.find_spec("MDAnalysisTests").submodule_search_locations[0]) / "data"
 MMCIF = DATA / "mmcif"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_structures.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_structures.py"
 
 CIF_1YJP = (MMCIF / "1YJP.cif.gz").read_bytes()
 TRUNCATED_1YJP = CIF_1YJP[: len(CIF_1YJP) // 2]
@@ -54,9 +54,15 @@ def server():
         yield state
 
 
+FAST = {"url_template": None, "mirror_dir": None, "retries": 2, "backoff_s": 0.01, "timeout_s": 5.0}
+
+
 def http_settings(url_template: str, **overrides) -> FetchSettings:
-    fast = {"retries": 2, "backoff_s": 0.01, "timeout_s": 5.0}
-    return FetchSettings(url_template=url_template, **{**fast, **overrides})
+    return FetchSettings(**{**FAST, "url_template": url_template, **overrides})
+
+
+def mirror_settings(mirror_dir: Path) -> FetchSettings:
+    return FetchSettings(**{**FAST, "mirror_dir": mirror_dir})
 
 
 def files_in(folder: Path) -> list[str]:
@@ -292,7 +298,7 @@ def test_mirror_copy(tmp_path, mirror_name, source, stored_name):
     (mirror / mirror_name).write_bytes(source.read_bytes())
     dest = tmp_path / "pdb"
 
-    result = fetch_entry(stored_name[:4], dest, FetchSettings(mirror_dir=mirror))
+    result = fetch_entry(stored_name[:4], dest, mirror_settings(mirror))
 
     assert (result.status, result.path, result.attempts) == ("ok", dest / stored_name, 1)
     text = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
@@ -304,7 +310,7 @@ def test_mirror_prefers_mmcif_over_pdb_format(tmp_path):
     (tmp_path / "1bd2.pdb.gz").write_bytes((MMCIF / "1BD2.pdb.gz").read_bytes())
     (tmp_path / "1BD2.cif.gz").write_bytes((MMCIF / "1BD2.cif.gz").read_bytes())
 
-    result = fetch_entry("1BD2", tmp_path / "pdb", FetchSettings(mirror_dir=tmp_path))
+    result = fetch_entry("1BD2", tmp_path / "pdb", mirror_settings(tmp_path))
 
     assert result.path.name == "1bd2.cif.gz"
 
@@ -312,7 +318,7 @@ def test_mirror_prefers_mmcif_over_pdb_format(tmp_path):
 def test_not_in_mirror_is_missing(tmp_path):
     dest = tmp_path / "pdb"
 
-    result = fetch_entry("1YJP", dest, FetchSettings(mirror_dir=tmp_path))
+    result = fetch_entry("1YJP", dest, mirror_settings(tmp_path))
 
     assert (result.status, result.path) == ("missing", None)
     assert str(tmp_path) in result.reason
@@ -323,7 +329,7 @@ def test_corrupt_mirror_file_fails_without_leaving_files(tmp_path):
     (tmp_path / "1yjp.cif.gz").write_bytes(TRUNCATED_1YJP)
     dest = tmp_path / "pdb"
 
-    result = fetch_entry("1YJP", dest, FetchSettings(mirror_dir=tmp_path))
+    result = fetch_entry("1YJP", dest, mirror_settings(tmp_path))
 
     assert result.status == "failed"
     assert "1yjp.cif.gz" in result.reason and "truncated" in result.reason
@@ -412,7 +418,7 @@ def test_interrupt_cancels_queued_entries(tmp_path, monkeypatch):
     monkeypatch.setattr(download, "fetch_entry", slow_then_interrupted)
     ids = ["1AAA"] + [f"2{i:03d}" for i in range(20)]
     with pytest.raises(KeyboardInterrupt):
-        fetch_shard(ids, tmp_path, FetchSettings(mirror_dir=tmp_path), tmp_path / "m.tsv",
+        fetch_shard(ids, tmp_path, mirror_settings(tmp_path), tmp_path / "m.tsv",
                     progress=False, workers=1)
 
     assert len(started) <= 2  # the entry already picked up by the worker may still run
@@ -469,7 +475,7 @@ def test_invalid_files_are_rejected_with_path_and_reason(tmp_path, content, reas
 )
 def test_settings_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        FetchSettings(**kwargs)
+        FetchSettings(**{**FAST, **kwargs})
 
 
 # --- Snakemake script ---------------------------------------------------------------
@@ -498,9 +504,10 @@ def test_script_writes_manifest_and_log(tmp_path, restore_root_logging, ids_text
     (mirror / "yj" / "1yjp.cif.gz").write_bytes(CIF_1YJP)
     ids_file = tmp_path / "shard_0.tsv"
     ids_file.write_text(ids_text)
-    # As Snakemake params arrive: unset fields as None or "".
-    settings = {"url_template": None, "mirror_dir": str(mirror), "retries": 1,
-                "backoff_s": "", "timeout_s": None}
+    # As Snakemake params arrive: the unused source as "" (or None), every other key set
+    # (the config schema fills the defaults)
+    settings = {"url_template": "", "mirror_dir": str(mirror), "retries": 1,
+                "backoff_s": 0.0, "timeout_s": 5.0}
     manifest, log_path = tmp_path / "manifests" / "shard_0.tsv", tmp_path / "shard_0.log"
 
     script = runpy.run_path(str(SCRIPT))  # what the Snakemake glue does, minus Snakemake

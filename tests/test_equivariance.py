@@ -4,7 +4,7 @@ Real atoms (MDAnalysisTests structures through the origin database of conftest.s
 real voxelizer, real escnn and plain encoders.
 """
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,20 +15,20 @@ from equivox.equivariance import (FeatureSymmetry, axis_angle_rotation, cube_rot
                                   example_rotations, measure_encoder, measure_equivariance,
                                   rotate_voxels, rotation_angle_deg, summarise, voxelize_rotated)
 from equivox.models import build_model
+from equivox.run_state import weights_of
 from equivox.tables import build_equivariance_table
-from equivox.train import weights_of
-from equivox.views import ViewPairSampler, ViewParams, write_view_set
-from equivox.voxelize import ImageParams
+from equivox.views import ViewPairSampler, write_view_set
+from tests.defaults import IMAGE_PARAMS, VIEW_PARAMS
 
 ESCNN = {"family": "escnn_cnn", "layout": "arch_3", "width": 1, "repeats": 0, "head_channels": [8]}
 PLAIN = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 0, "head_channels": [8]}
-SETTINGS = dict(n_rotations=2, angles_deg=[10, 90], n_axes=1, seed=0)
+SETTINGS = dict(n_rotations=2, angles_deg=[10, 90], n_axes=1, seed=0, batch_size=32)
 
 
 @pytest.fixture(scope="module")
 def crops(small_db):
     """View A of 3 real validation pairs, as atoms in the view frame."""
-    sampler = ViewPairSampler(small_db, "val", ViewParams(), seed=0)
+    sampler = ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0)
     return [sampler.sample(i).atoms[0] for i in range(3)]
 
 
@@ -80,7 +80,7 @@ def test_rotations_are_rotations_with_the_stated_angles():
 def test_rotating_atoms_by_a_cube_rotation_is_rotating_the_voxels(crops):
     """The convention the metrics rely on: atoms rotated p -> R p, voxelized, equal the
     voxels of the unrotated view moved by R."""
-    params = ViewParams().image
+    params = VIEW_PARAMS.image
     base = voxelize_rotated(crops[0], [np.eye(3)], params)[0]
     rotated = voxelize_rotated(crops[0], [r.astype(float) for r in cube_rotations()], params)
     assert base.sum() > 10
@@ -89,7 +89,7 @@ def test_rotating_atoms_by_a_cube_rotation_is_rotating_the_voxels(crops):
 
 
 def test_escnn_encoder_scores_zero_on_cube_rotations_and_a_plain_one_does_not(crops, models):
-    params = ViewParams().image
+    params = VIEW_PARAMS.image
     escnn, plain = models["escnn"].encoder, models["plain"].encoder
     symmetry = FeatureSymmetry(escnn)
     assert symmetry.equivariant and symmetry.n_invariant == len(escnn.out_type) < symmetry.n_features
@@ -107,7 +107,7 @@ def test_escnn_encoder_scores_zero_on_cube_rotations_and_a_plain_one_does_not(cr
 
 
 def test_total_occupancy_is_invariant_to_any_rotation_of_atoms_inside_the_grid(crops):
-    params = ViewParams().image
+    params = VIEW_PARAMS.image
     inscribed = []
     for coords, channels, radii, occupancies in crops:
         inside = np.linalg.norm(coords, axis=1) + radii < params.length_A / 2
@@ -124,7 +124,7 @@ def test_total_occupancy_is_invariant_to_any_rotation_of_atoms_inside_the_grid(c
 
 def test_trained_run_record_table_and_figure(small_db, models, tmp_path):
     """measure_equivariance on weights.pt files as train writes them, then the table and figure."""
-    params = ViewParams()
+    params = VIEW_PARAMS
     views = tmp_path / "val.h5"
     write_view_set(views, ViewPairSampler(small_db, "val", params, seed=0), 3, progress=False)
     summaries = []
@@ -154,11 +154,11 @@ def test_trained_run_record_table_and_figure(small_db, models, tmp_path):
 
 def test_a_view_set_made_with_other_settings_is_refused(small_db, models, tmp_path):
     views = tmp_path / "val.h5"
-    write_view_set(views, ViewPairSampler(small_db, "val", ViewParams(), seed=0), 2, progress=False)
+    write_view_set(views, ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0), 2, progress=False)
     weights = tmp_path / "plain.pt"
     torch.save({"model": weights_of(models["plain"]), "arch": "plain", "spec": PLAIN, "head": "mlp",
                 "in_channels": 4}, weights)
-    other = ViewParams(image=ImageParams(default_radius_A=1.5))
+    other = replace(VIEW_PARAMS, image=replace(IMAGE_PARAMS, default_radius_A=1.5))
     with pytest.raises(ValueError, match="differ from the stored"):
         measure_equivariance(weights, views, small_db, other, n_examples=2, device="cpu", **SETTINGS)
 
@@ -172,13 +172,3 @@ def test_summary_intervals_cover_the_mean():
     stats = summarise(rows)["kinds"]["haar"]["invariant_rel"]
     assert stats["mean"] == pytest.approx(14 / 6) and stats["max"] == 5
     assert stats["ci_low"] < stats["mean"] < stats["ci_high"]
-
-
-def test_schema_defaults_are_the_module_defaults():
-    import yaml
-
-    from equivox.equivariance import DEFAULTS
-
-    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
-    block = schema["properties"]["analysis"]["properties"]["equivariance"]["properties"]
-    assert {key: spec["default"] for key, spec in block.items()} == DEFAULTS

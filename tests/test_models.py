@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from equivox.escnn_setup import ENV_VAR, import_escnn
-from equivox.models import (CUBE_FACE_DIRECTIONS, CUBE_FACES, build_encoder, build_model,
-                            count_parameters, fields, load_architectures, model_summary,
-                            validate_architectures)
+from equivox.models import (build_model, count_parameters, fields, load_architectures,
+                            model_summary, validate_architectures)
+from equivox.task import FACE_NAMES, FACES
 from equivox.models.escnn_cnn import LAYOUTS, layout_sides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +81,8 @@ def rotate_voxels(x: torch.Tensor, rotation: np.ndarray) -> torch.Tensor:
 
 def face_permutation(rotation: np.ndarray) -> list[int]:
     """Index j of the face each face i comes from: ``d_j = R^T d_i``."""
-    return [int(np.flatnonzero((CUBE_FACE_DIRECTIONS == rotation.T @ d).all(axis=1))[0])
-            for d in CUBE_FACE_DIRECTIONS]
+    return [int(np.flatnonzero((FACES == rotation.T @ d).all(axis=1))[0])
+            for d in FACES]
 
 
 def settle_batch_norm(model: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
@@ -118,16 +118,16 @@ def test_loading_fills_schema_defaults():
 
 @pytest.mark.parametrize("spec, message", [
     (dict(family="escnn_cnn", layout="arch_3", width=2, repeats=1, depth=3), "'depth'"),
-    (dict(family="escnn_cnn", layout="arch_3", width="2", repeats=1), "key 'width'"),
-    (dict(family="escnn_cnn", layout="arch_0", channels=[1, 2, 3, 4, 5], width=3), "key 'width'"),
+    (dict(family="escnn_cnn", layout="arch_3", width="2", repeats=1), "bad.width"),
+    (dict(family="escnn_cnn", layout="arch_0", channels=[1, 2, 3, 4, 5], width=3), "bad.width"),
     (dict(family="escnn_cnn", layout="arch_2", width=3), "'repeats' is a required"),
-    (dict(family="plain_cnn", layout="arch_1", width=1, kernel_size=4), "key 'kernel_size'"),
+    (dict(family="plain_cnn", layout="arch_1", width=1, kernel_size=4), "bad.kernel_size"),
     (dict(family="escnn_resnet", block="escnn", outer_channels=[1, 2], inner_channels=[1],
-          pool="extreme"), "key 'pool'"),
-    (dict(family="vgg", width=3), "key 'family'"),
+          pool="extreme"), "bad.pool"),
+    (dict(family="vgg", width=3), "bad.family"),
 ])
 def test_invalid_specs_name_architecture_and_key(spec, message):
-    with pytest.raises(ValueError, match="architecture 'bad'") as error:
+    with pytest.raises(ValueError, match="architectures bad") as error:
         validate_architectures({"bad": spec})
     assert message in str(error.value)
 
@@ -159,8 +159,8 @@ def test_arch_1_width_grows_with_inverse_side():
 
 
 def test_cube_face_order():
-    assert CUBE_FACES == ("+x", "-x", "+y", "-y", "+z", "-z")
-    for name, direction in zip(CUBE_FACES, CUBE_FACE_DIRECTIONS):
+    assert FACE_NAMES == ("+x", "-x", "+y", "-y", "+z", "-z")
+    for name, direction in zip(FACE_NAMES, FACES):
         axis = "xyz".index(name[1])
         assert direction[axis] == (1 if name[0] == "+" else -1) and abs(direction).sum() == 1
 
@@ -175,7 +175,7 @@ def test_demo_models_train_on_cpu(name, head):
     torch.manual_seed(0)
     model = build_model(name, DEMO[name], head=head)
     logits = model(torch.randn(2, *VIEWS))
-    assert logits.shape == (2, len(CUBE_FACES))
+    assert logits.shape == (2, len(FACE_NAMES))
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 5])).backward()
     for parameter_name, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), parameter_name
@@ -188,7 +188,7 @@ def test_full_models_build_and_map_views_to_logits(name):
     # that every full-size layout reaches 1x1x1 (arch_1 width 14 kernel 5 peaks ~6 GB).
     model = build_model(name, FULL[name]).eval()
     with torch.no_grad():
-        assert model(torch.randn(1, *VIEWS)).shape == (1, len(CUBE_FACES))
+        assert model(torch.randn(1, *VIEWS)).shape == (1, len(FACE_NAMES))
 
 
 def test_model_summary_adds_up():
@@ -207,7 +207,7 @@ def test_model_summary_adds_up():
 @pytest.mark.parametrize("name", TINY_EQUIVARIANT)
 def test_encoder_is_equivariant_to_cube_rotations(name):
     torch.manual_seed(0)
-    encoder = build_encoder(name, TINY_EQUIVARIANT[name])
+    encoder = build_model(name, TINY_EQUIVARIANT[name]).encoder
     settle_batch_norm(encoder, (2, *VIEWS[1:]))
     x = torch.randn(1, *VIEWS[1:])
     rotations = cube_rotations()
@@ -288,3 +288,15 @@ def test_fourier_pool_is_equivariant_and_halves_odd_sides(mode):
         # cube's rotations to ~1.3e-7, which bounds how exact the extreme pool can be
         atol = 1e-12 if mode == "average" else 1e-5
         torch.testing.assert_close(pool(rotated_in).tensor, rotated_out.tensor, rtol=0, atol=atol)
+
+
+def test_views_and_models_share_the_task_geometry():
+    """The faces the sampler translates view B along are those the equivariant head reads
+    its logits at, and every encoder maps the task's view side to 1x1x1."""
+    from equivox import views
+    from equivox.models import siamese
+    from equivox.task import INPUT_SIDE
+
+    assert views.FACES is FACES and siamese.FACES is FACES and views.FACE_NAMES is FACE_NAMES
+    assert layout_sides(LAYOUTS["arch_3"](width=2, repeats=1))[-1] == 1
+    assert INPUT_SIDE == VIEWS[-1]

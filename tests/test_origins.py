@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
 
 from equivox.atoms import load_structure, nonbiological_residues, read_structure, write_structure
-from equivox.origins import OriginParams, biological_mask, choose_origins
+from equivox.origins import biological_mask, choose_origins
+from tests.defaults import ORIGIN_PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def brute_force(atoms, params):
 
 @pytest.mark.parametrize("radius_A, min_nearby", [(5.0, 25), (4.0, 15), (6.0, 40)])
 def test_origins_match_brute_force_recount(atoms_3kpr, radius_A, min_nearby):
-    params = OriginParams(radius_A=radius_A, min_nearby_atoms=min_nearby)
+    params = replace(ORIGIN_PARAMS, radius_A=radius_A, min_nearby_atoms=min_nearby)
     coords, n_candidates = choose_origins(atoms_3kpr, params)
     expected, n_expected = brute_force(atoms_3kpr, params)
     assert n_candidates == n_expected
@@ -37,7 +40,7 @@ def test_origins_match_brute_force_recount(atoms_3kpr, radius_A, min_nearby):
 
 
 def test_waters_never_count(atoms_3kpr):
-    params = OriginParams()
+    params = ORIGIN_PARAMS
     base, _ = choose_origins(atoms_3kpr, params)
     flooded = dict(atoms_3kpr)
     # turn every water into a very dense cloud on the chain: must change nothing
@@ -58,10 +61,10 @@ def test_occupancy_weights_the_count():
     atoms = {"coords_A": coords, "occupancy": np.r_[1.0, np.full(30, 0.5)].astype(np.float32),
              "is_nonbiological": np.zeros(n, bool), "is_hydrogen": np.zeros(n, bool),
              "is_pisces_chain": np.r_[True, np.zeros(30, bool)]}
-    assert len(choose_origins(atoms, OriginParams(min_nearby_atoms=16))[0]) == 1
-    assert len(choose_origins(atoms, OriginParams(min_nearby_atoms=16.5))[0]) == 0
+    assert len(choose_origins(atoms, replace(ORIGIN_PARAMS, min_nearby_atoms=16))[0]) == 1
+    assert len(choose_origins(atoms, replace(ORIGIN_PARAMS, min_nearby_atoms=16.5))[0]) == 0
 
 
 def test_params_are_checked():
     with pytest.raises(ValueError, match="radius_A"):
-        OriginParams(radius_A=0)
+        replace(ORIGIN_PARAMS, radius_A=0)

@@ -52,7 +52,7 @@ def test_missing_header_is_an_error(tmp_path):
 
 
 FIXTURES = Path(__file__).parent / "data" / "pisces"
-FULL_STUDY = dict(max_resolution_A=2.5, max_r_free=0.3, min_length=40, methods=("XRAY",))
+FULL_STUDY = dict(max_resolution_A=2.5, max_r_free=0.3, min_length=40, max_length=10000, methods=("XRAY",))
 
 
 def test_current_format_with_multi_character_chains_kept_and_dropped():
@@ -101,15 +101,15 @@ def test_header_lacking_a_column_names_it(tmp_path):
 
 def test_filter_records_reasons_and_unknown_policy(tmp_path):
     chains = parse_pisces(write(tmp_path, REAL_LIST))
-    kept, dropped = filter_chains(chains, PiscesFilter(max_resolution_A=2.0, max_r_free=0.3,
-                                                       min_length=40, methods=("XRAY",)))
+    kept, dropped = filter_chains(chains, PiscesFilter(max_resolution_A=2.0, max_r_free=0.3, min_length=40,
+                                                       max_length=10000, methods=("XRAY",), unknown="keep"))
     assert [c.chain_key for c in kept] == ["1a0b_AAA"]
     reasons = {c.chain_key: r for c, r in dropped}
     assert reasons["12as_A"] == "resolution 2.2 > 2"
     assert reasons["5xyz_b"].startswith("method NMR")
     assert reasons["7abc_D"].startswith("length 20")
     unknown = [c for c in chains if c.pdb_id == "5xyz"]
-    relaxed = dict(max_resolution_A=9, methods=("NMR",), min_length=1)
+    relaxed = dict(max_resolution_A=9, max_r_free=0.3, methods=("NMR",), min_length=1, max_length=10000)
     assert filter_chains(unknown, PiscesFilter(**relaxed, unknown="keep"))[0] == unknown
     assert filter_chains(unknown, PiscesFilter(**relaxed, unknown="drop"))[1][0][1] == "resolution unknown"
 

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from equivox.run_record import METRIC_COLUMNS, read_metrics, settings_fingerprint
-from equivox.train import run_training
+from equivox.train_process import run_training
 from tests.test_train import settings, val_views  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -272,7 +272,7 @@ def test_every_job_completes_in_its_partition(runs):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", slurm.text)
     assert sorted(j["id"] for j in jobs) == sorted(submitted), slurm.describe()
     names = " ".join(j["name"] for j in jobs)
-    for rule in ("demo_data", "fetch_structures", "parse_atoms", "choose_origins", "origin_database"):
+    for rule in ("demo_data", "download_structures", "parse_atoms", "choose_origins", "origin_database"):
         assert rule in names, jobs
     interrupted = {runs["interrupted"].get("signalled"), runs["interrupted"].get("cancelled")}
     for job in jobs:

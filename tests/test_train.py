@@ -13,8 +13,11 @@ import pytest
 import torch
 import yaml
 
-from equivox.train import (TIMING_COLUMNS, TrainSettings, load_latest_checkpoint, run_training,
-                           supervise)
+from equivox.config import FillingValidator, load_schema
+from equivox.run_record import TIMING_COLUMNS, read_metrics, settings_from_config
+from equivox.run_state import load_latest_checkpoint
+from equivox.supervise import supervise
+from equivox.train_process import run_training
 
 TINY = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 1,
         "head_channels": [16], "head_dropout": 0.2}
@@ -35,10 +38,15 @@ def val_views(small_db, tmp_path_factory):
 
 
 def settings(small_db, val_views, **overrides):
-    base = dict(arch="tiny", spec=TINY, origin_db=str(small_db), val_views=str(val_views),
-                view_config=VIEW_CONFIG, batch_size=4, max_steps=12, log_every=2, val_every=4,
-                checkpoint_every=4, num_workers=1, seed=7)
-    return TrainSettings(**{**base, **overrides})
+    """A tiny run's settings: the schema's defaults of config ``train``, these values on top."""
+    train = {}
+    FillingValidator(load_schema("config")["properties"]["train"]).validate(train)
+    base = dict(batch_size=4, max_steps=12, log_every=2, val_every=4, checkpoint_every=4, num_workers=1, seed=7)
+    train.update({k: v for k, v in {**base, **overrides}.items() if k in train})
+    fields = dict(spec=TINY, origin_db=str(small_db), val_views=str(val_views), view_config=VIEW_CONFIG,
+                  data={}, train_shards=[], code="")
+    fields.update({k: v for k, v in overrides.items() if k in fields})
+    return settings_from_config(train, "tiny", **fields)
 
 
 def rows(run_dir, kind=None):
@@ -74,7 +82,7 @@ def launch(run_dir, s):
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "settings.yaml"
     path.write_text(yaml.safe_dump(asdict(s)))
-    proc = subprocess.Popen([sys.executable, "-m", "equivox.train", "--run-dir", str(run_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "equivox.train_process", "--run-dir", str(run_dir),
                              "--settings", str(path), "--progress", "log"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     LAUNCHED.append(proc)
@@ -186,11 +194,14 @@ def test_sigterm_checkpoints_and_a_killed_child_is_reported(small_db, val_views,
     (run / "settings.yaml").write_text(yaml.safe_dump(asdict(s)))
     import threading
     def kill_child_soon():
-        import psutil
         while True:
-            children = psutil.Process().children(recursive=True)
-            trainers = [c for c in children if "equivox.train" in " ".join(c.cmdline())]
-            if trainers and rows(run, "train") and int(rows(run, "train")[-1]["step"]) > status["step"]:
+            try:
+                trainers = [c for c in psutil.Process().children(recursive=True)
+                            if "equivox.train" in " ".join(c.cmdline())]
+                steps = [int(r["step"]) for r in read_metrics(run / "metrics.csv") if r["kind"] == "train"]
+            except (psutil.Error, ValueError):  # a child that just ended, a row being appended
+                trainers, steps = [], []
+            if trainers and steps and steps[-1] > status["step"]:
                 trainers[0].kill()
                 return
             time.sleep(0.05)
@@ -209,7 +220,7 @@ def test_escnn_weights_load_into_a_fresh_model_in_any_mode(mode):
     """escnn registers expanded filters at init and in eval mode and drops them in train
     mode; saved weights leave them out and loading rebuilds them from the weights."""
     from equivox.models import build_model
-    from equivox.train import load_weights, weights_of
+    from equivox.run_state import load_weights, weights_of
     torch.manual_seed(0)
     trained = build_model("tiny", ESCNN_TINY)
     trained.train()

@@ -1,4 +1,5 @@
 import multiprocessing as mp
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -6,10 +7,11 @@ import pytest
 import torch
 from scipy import stats
 
-from equivox.views import (FACES, CollateImages, ViewPairDataset, ViewPairSampler, ViewParams,
+from equivox.views import (FACES, CollateImages, ViewPairDataset, ViewPairSampler,
                            ViewSetDataset, collate_atoms, images_from_pairs, pack_atoms,
                            random_rotation, write_view_set)
 from equivox.voxelize import image_from_atoms
+from tests.defaults import ORIGIN_PARAMS, VIEW_PARAMS
 
 
 def test_rotations_are_haar_uniform():
@@ -31,7 +33,7 @@ def test_rotations_are_haar_uniform():
 
 @pytest.fixture(scope="module")
 def sampler(small_db):
-    return ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+    return ViewPairSampler(small_db, "train", VIEW_PARAMS, seed=3)
 
 
 def test_view_b_sits_across_the_labelled_face(sampler):
@@ -53,12 +55,12 @@ def test_labels_are_uniform(sampler):
 
 
 def test_examples_are_deterministic_per_index(small_db, sampler):
-    again = ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+    again = ViewPairSampler(small_db, "train", VIEW_PARAMS, seed=3)
     for i in (0, 17, 123):
         a, b = sampler.sample(i), again.sample(i)
         assert (a.label, a.origin_id) == (b.label, b.origin_id)
         np.testing.assert_array_equal(a.atoms[1][0], b.atoms[1][0])
-    other_seed = ViewPairSampler(small_db, "train", ViewParams(), seed=4)
+    other_seed = ViewPairSampler(small_db, "train", VIEW_PARAMS, seed=4)
     assert [other_seed.sample(i).origin_id for i in range(5)] != [sampler.sample(i).origin_id for i in range(5)]
 
 
@@ -76,7 +78,7 @@ def test_cropping_loses_no_atom_that_touches_the_view(sampler):
 
 
 def test_splits_use_only_their_structures(small_db):
-    val = ViewPairSampler(small_db, "val", ViewParams(), seed=0)
+    val = ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0)
     assert {val.sample(i).structure_id for i in range(20)} == {s["id"] for s in val.structures}
 
 
@@ -98,7 +100,7 @@ def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler)
 
 
 def test_view_set_round_trip(small_db, tmp_path):
-    sampler = ViewPairSampler(small_db, "val", ViewParams(), seed=0)
+    sampler = ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0)
     path = tmp_path / "val.h5"
     write_view_set(path, sampler, 10, batch_size=4, image_dtype=np.float32, progress=False)
     data = ViewSetDataset(path)
@@ -116,17 +118,16 @@ def test_view_set_round_trip(small_db, tmp_path):
 
 
 def test_impossible_density_gives_a_clear_error(small_db):
-    from equivox.origins import OriginParams
-    params = ViewParams(origins=OriginParams(min_nearby_atoms=1e6), max_retries=3)
+    params = replace(VIEW_PARAMS, origins=replace(ORIGIN_PARAMS, min_nearby_atoms=1e6), max_retries=3)
     with pytest.raises(RuntimeError, match="no origin with a dense neighbouring view in 3 tries"):
         ViewPairSampler(small_db, "train", params, seed=0).sample(0)
 
 
 def test_training_shards_replay_the_sampler_and_cycle(small_db, tmp_path):
     from equivox.views import ShardedViewDataset
-    sampler = ViewPairSampler(small_db, "train", ViewParams(), seed=3)
+    sampler = ViewPairSampler(small_db, "train", VIEW_PARAMS, seed=3)
     paths = [tmp_path / f"{j:03d}.h5" for j in range(2)]
-    for j, path in enumerate(paths):  # as rule voxelize_train_shard writes shard j
+    for j, path in enumerate(paths):  # as rule views_train_shard writes shard j
         write_view_set(path, sampler, 3, first_index=3 * j, image_dtype=np.float32, progress=False)
     data = ShardedViewDataset(paths, epoch_size=5, first_index=4)  # global examples 4..8
     assert len(data) == 5
@@ -146,13 +147,13 @@ def cube_overlap(local_A: np.ndarray, radii_A: np.ndarray, half_A: float) -> np.
     return np.linalg.norm(outside, axis=1) < radii_A
 
 
-@pytest.mark.parametrize("padding_A, shared_expected", [(0.0, True), (ViewParams().padding_A, False)])
+@pytest.mark.parametrize("padding_A, shared_expected", [(0.0, True), (VIEW_PARAMS.padding_A, False)])
 def test_no_atom_touches_both_views_at_the_default_padding(small_db, padding_A, shared_expected):
     """Every atom of the structure (not only the crops) against both cubes; padding 0 is
     the control that shows the check can fail."""
     from equivox.task import min_padding_A
-    params = ViewParams(padding_A=padding_A)
-    assert ViewParams().padding_A >= min_padding_A({"default_radius_A": params.image.default_radius_A})
+    params = replace(VIEW_PARAMS, padding_A=padding_A)
+    assert VIEW_PARAMS.padding_A >= min_padding_A({"default_radius_A": params.image.default_radius_A})
     sampler = ViewPairSampler(small_db, "train", params, seed=5)
     shared = 0
     for i in range(30):
@@ -167,7 +168,7 @@ def test_no_atom_touches_both_views_at_the_default_padding(small_db, padding_A, 
 
 def test_padding_below_the_leak_free_minimum_is_refused_unless_opted_in():
     from equivox.task import view_config_errors
-    views = {"default_radius_A": 0.375, "element_radii_A": {"S": 0.9}, "padding_A": 1.0,
+    views = {"length_voxels": 21, "default_radius_A": 0.375, "element_radii_A": {"S": 0.9}, "padding_A": 1.0,
              "allow_shared_atoms": False}
     [message] = view_config_errors(views)
     assert "views.padding_A" in message and ">= 1.8" in message and "allow_shared_atoms" in message
@@ -178,11 +179,11 @@ def test_padding_below_the_leak_free_minimum_is_refused_unless_opted_in():
 def test_splits_draw_from_independent_streams(small_db):
     """With one seed, validation and test example i share no draw (rotation), nor do
     training examples; the same split and seed repeat exactly."""
-    rotations = {split: [ViewPairSampler(small_db, split, ViewParams(), seed=0).sample(i).rotation
+    rotations = {split: [ViewPairSampler(small_db, split, VIEW_PARAMS, seed=0).sample(i).rotation
                          for i in range(5)] for split in ("train", "val", "test")}
     for a, b in (("train", "val"), ("val", "test"), ("train", "test")):
         assert all(not np.allclose(x, y) for x, y in zip(rotations[a], rotations[b]))
-    again = ViewPairSampler(small_db, "val", ViewParams(), seed=0).sample(3).rotation
+    again = ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0).sample(3).rotation
     np.testing.assert_array_equal(again, rotations["val"][3])
 
 
@@ -190,9 +191,8 @@ def test_all_faces_rule_uses_only_origins_with_six_dense_neighbours(small_db):
     """With require_all_faces every neighbour centre passes the criterion, so the label
     cannot depend on view A; labels stay uniform. (A wide, permissive criterion: the
     test structures are too small for all six at the default one.)"""
-    from equivox.origins import OriginParams
-    params = ViewParams(origins=OriginParams(radius_A=9.0, min_nearby_atoms=5), require_all_faces=True,
-                        max_retries=2000)
+    params = replace(VIEW_PARAMS, origins=replace(ORIGIN_PARAMS, radius_A=9.0, min_nearby_atoms=5),
+                     require_all_faces=True, max_retries=2000)
     sampler = ViewPairSampler(small_db, "train", params, seed=1)
     labels = []
     for i in range(120):
@@ -203,6 +203,6 @@ def test_all_faces_rule_uses_only_origins_with_six_dense_neighbours(small_db):
             assert atoms.density(centre, 9.0) >= 5 - 1e-4
         labels.append(pair.label)
     assert stats.chisquare(np.bincount(labels, minlength=6)).pvalue > 0.001
-    strict = ViewPairSampler(small_db, "train", ViewParams(require_all_faces=True, max_retries=5), seed=0)
+    strict = ViewPairSampler(small_db, "train", replace(VIEW_PARAMS, require_all_faces=True, max_retries=5), seed=0)
     with pytest.raises(RuntimeError, match="all six neighbouring views dense.*require_all_faces: false"):
         strict.sample(0)

@@ -1,15 +1,17 @@
 """equivox.voxelize: exact sphere-voxel overlap images, checked by hand and by quadrature."""
 import gzip
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate
 
-from equivox.voxelize import ImageParams, atom_radii, channel_index, image_from_atoms
+from equivox.voxelize import atom_radii, channel_index, image_from_atoms
+from tests.defaults import IMAGE_PARAMS
 
-PARAMS = ImageParams()  # 21 voxels of 0.75 A, channels C, N, O, *
+PARAMS = IMAGE_PARAMS  # 21 voxels of 0.75 A, channels C, N, O, *
 RES_A = PARAMS.resolution_A
 HALF_A = PARAMS.length_A / 2
 CENTRE_VOXEL = PARAMS.length_voxels // 2  # voxel 10 is centred on the origin
@@ -169,7 +171,7 @@ def test_channel_index_first_matching_pattern_wins():
 
 
 def test_unmatched_atoms_are_left_out_of_the_image():
-    params = ImageParams(channels=("C", "N"))
+    params = replace(IMAGE_PARAMS, channels=("C", "N"))
     elements = ["C", "FE", "N"]
     coords_A = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]])
     image = image_from_atoms(coords_A, channel_index(elements, params.channels), atom_radii(elements, params),
@@ -180,7 +182,7 @@ def test_unmatched_atoms_are_left_out_of_the_image():
 
 
 def test_atom_radii_default_and_overrides():
-    params = ImageParams(element_radii_A=(("FE", 0.6), ("S", 0.5)), default_radius_A=0.4)
+    params = replace(IMAGE_PARAMS, element_radii_A=(("FE", 0.6), ("S", 0.5)), default_radius_A=0.4)
     radii = atom_radii(np.array([b"C", b"FE", b"S", b"O"], dtype="S2"), params)
     assert radii.dtype == np.float32
     assert radii.tolist() == pytest.approx([0.4, 0.6, 0.5, 0.4])
@@ -248,14 +250,14 @@ def test_bad_inputs_are_rejected():
 ])
 def test_bad_params_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
-        ImageParams(**{field: value})
+        replace(IMAGE_PARAMS, **{field: value})
 
 
 def test_params_are_frozen_hashable_and_accept_config_lists():
-    params = ImageParams(length_voxels=9, resolution_A=1.0, channels=["C", "*"], element_radii_A={"FE": 0.6})
+    params = replace(IMAGE_PARAMS, length_voxels=9, resolution_A=1.0, channels=["C", "*"], element_radii_A={"FE": 0.6})
     assert params.channels == ("C", "*") and params.element_radii_A == (("FE", 0.6),)
     assert params.length_A == 9.0
-    assert hash(params) == hash(ImageParams(length_voxels=9, resolution_A=1.0, channels=("C", "*"),
+    assert hash(params) == hash(replace(IMAGE_PARAMS, length_voxels=9, resolution_A=1.0, channels=("C", "*"),
                                             element_radii_A=(("FE", 0.6),)))
     with pytest.raises(AttributeError):
         params.length_voxels = 3
@@ -280,7 +282,7 @@ def test_matches_macromol_voxelize_on_a_real_protein(mda_data):
     mmvx = pytest.importorskip("macromol_voxelize")
     pl = pytest.importorskip("polars")
     coords_A, elements, occupancies = protein_atoms(mda_data)
-    params = ImageParams(element_radii_A=(("S", 0.5),))
+    params = replace(IMAGE_PARAMS, element_radii_A=(("S", 0.5),))
     channels, radii_A = channel_index(elements, params.channels), atom_radii(elements, params)
     grid = mmvx.Grid(length_voxels=params.length_voxels, resolution_A=params.resolution_A)
     reference_params = mmvx.ImageParams(channels=len(params.channels), grid=grid)

@@ -15,6 +15,7 @@ import yaml
 from equivox.atoms import load_structure
 from equivox.origin_db import OriginDB
 from equivox.origins import OriginParams, choose_origins
+from tests.test_origin_db import origins_of
 from tests.workflow_helpers import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -62,7 +63,7 @@ def test_origin_counts_equal_a_direct_recount(demo_run):
             atoms = load_structure(h5, row["chain_key"])
         coords, n_candidates = choose_origins(atoms, params)
         assert (len(coords), n_candidates) == (row["n_origins"], row["n_candidates"])
-        np.testing.assert_allclose(db.origins_of(row["id"]), coords, atol=1e-5)
+        np.testing.assert_allclose(origins_of(db, row), coords, atol=1e-5)
 
 
 def test_dropped_chains_are_listed_with_reasons(demo_run):
@@ -125,7 +126,7 @@ def test_full_study_config_plans_every_stage(tmp_path):
     proc = snakemake(tmp_path, "all", "-n", "--configfile", str(REPO / "config/full_study.yaml"))
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     n_archs = len(yaml.safe_load((REPO / "config/architectures/full.yaml").read_text()))
-    assert jobs["fetch_structures"] == "64" and jobs["train_model"] == str(n_archs), proc.stdout[-3000:]
+    assert jobs["download_structures"] == "64" and jobs["train_model"] == str(n_archs), proc.stdout[-3000:]
     assert jobs["download_pisces"] == "1"
 
 

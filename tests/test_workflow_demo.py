@@ -166,12 +166,12 @@ def test_editing_analysis_or_test_set_options_retrains_nothing(demo):
     assert planned_rules(proc) == set(), proc.stdout[-3000:]
     proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile", config={"views": {"n_test": 128}})
     planned = planned_rules(proc)
-    assert "voxelize" in planned and "evaluate_test" in planned, proc.stdout[-3000:]
+    assert "views" in planned and "evaluate_test" in planned, proc.stdout[-3000:]
     assert not planned & {"train_model", "analyze_dead_units", "plot_curves", "origin_database"}, planned
     # materialised training shards become the training data: the models retrain from them
     proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile",
                      config={"views": {"train_shards": 2, "train_shard_size": 16}})
-    assert {"voxelize_train_shard", "train_model"} <= planned_rules(proc), proc.stdout[-3000:]
+    assert {"views_train_shard", "train_model"} <= planned_rules(proc), proc.stdout[-3000:]
 
 
 def test_a_failing_model_is_recorded_and_reported(demo, tmp_path):

@@ -1,7 +1,8 @@
 """The architecture zoo: every model the study compares, built by name from config.
 
 An architecture set (config/architectures/*.yaml) maps names to specifications that
-workflow/schemas/architectures.schema.yaml validates::
+the packaged schema equivox/schemas/architectures.schema.yaml validates
+(:func:`equivox.config.load_architectures`)::
 
     arch_3_width_7_repeats_1: {family: escnn_cnn, layout: arch_3, width: 7, repeats: 1}
 
@@ -11,36 +12,28 @@ Typical use::
     model = build_model(name, specs[name])   # (B, 2, 4, 21, 21, 21) -> (B, 6) logits
 
 Families, one module each: ``escnn_cnn`` (archs 0-3), ``escnn_resnet``,
-``escnn_densenet`` and their Conv3d twins in ``plain``; the Siamese wrapper, the heads
-and the cube-face order of the logits are in ``siamese``.
+``escnn_densenet`` and their Conv3d twins in ``plain``; the Siamese wrapper and the heads
+are in ``siamese``; the cube-face order of the logits is :mod:`equivox.task`'s.
 """
 from __future__ import annotations
 
-import copy
 import inspect
-import os
-from functools import lru_cache
-from pathlib import Path
 
-import jsonschema
 import torch
-import yaml
 from torch import nn
 
+from ..config import load_architectures, validate_architectures
 from . import fields
 from .escnn_cnn import LAYOUTS, EquivariantCNN
 from .escnn_densenet import EquivariantDenseNet
 from .escnn_resnet import EquivariantResNet
 from .plain import PlainCNN, PlainDenseNet, PlainResNet
-from .siamese import CUBE_FACE_DIRECTIONS, CUBE_FACES, INPUT_SIDE, EquivariantHead, MlpHead, SiameseClassifier
+from .siamese import EquivariantHead, MlpHead, SiameseClassifier
 
 __all__ = [
-    "CUBE_FACES", "CUBE_FACE_DIRECTIONS", "FAMILIES", "HEADS", "INPUT_SIDE", "SCHEMA_PATH",
-    "build_encoder", "build_model", "count_parameters", "load_architectures",
+    "FAMILIES", "HEADS", "build_model", "count_parameters", "load_architectures",
     "model_summary", "validate_architectures",
 ]
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "architectures.schema.yaml"
 
 HEADS = ("mlp", "equivariant")
 
@@ -92,71 +85,6 @@ FAMILIES = {
 """Encoder builder of each family: ``(spec with defaults, in_channels) -> encoder``."""
 
 
-def _validator_filling_defaults():
-    """A Draft 2020-12 validator that also writes each property's ``default`` into the
-    instance it validates (the jsonschema FAQ recipe)."""
-    base = jsonschema.Draft202012Validator
-    validate_properties = base.VALIDATORS["properties"]
-
-    def properties_with_defaults(validator, properties, instance, schema):
-        if validator.is_type(instance, "object"):
-            for key, subschema in properties.items():
-                if isinstance(subschema, dict) and "default" in subschema:
-                    instance.setdefault(key, copy.deepcopy(subschema["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})
-
-
-@lru_cache(maxsize=None)
-def _schema_validator():
-    return _validator_filling_defaults()(yaml.safe_load(SCHEMA_PATH.read_text()))
-
-
-def validate_architectures(architectures: dict, source: str = "architecture set") -> dict:
-    """Validate a name -> spec mapping against the schema; return a copy with defaults.
-
-    Raises ``ValueError`` listing every problem as ``architecture 'name', key 'key': ...``.
-    """
-    filled = copy.deepcopy(architectures)
-    errors = sorted(_schema_validator().iter_errors(filled),
-                    key=lambda e: [str(p) for p in e.absolute_path])
-    # A failing group of keys also leaves its keys "unevaluated"; report only the cause.
-    failing = {e.absolute_path[0] for e in errors
-               if len(e.absolute_path) and e.validator != "unevaluatedProperties"}
-    errors = [e for e in errors if not (e.validator == "unevaluatedProperties"
-                                        and e.absolute_path and e.absolute_path[0] in failing)]
-    if errors:
-        raise ValueError(f"{source}: invalid architectures:\n" + "\n".join(map(_describe, errors)))
-    return filled
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    path = [str(p) for p in error.absolute_path]
-    if not path:
-        return f"  {error.message}"
-    where = f"  architecture {path[0]!r}"
-    if len(path) > 1:
-        where += f", key {'.'.join(path[1:])!r}"
-    if error.validator == "not":
-        return f"{where}: does not apply with this layout/block"
-    return f"{where}: {error.message}"
-
-
-def load_architectures(path: str | os.PathLike) -> dict:
-    """Read an architecture set (YAML), validate it, fill defaults: ``{name: spec}``."""
-    return validate_architectures(yaml.safe_load(Path(path).read_text()), source=str(path))
-
-
-def build_encoder(name: str, spec: dict, in_channels: int = 4) -> nn.Module:
-    """The encoder of architecture ``name``: ``(N, in_channels, 21, 21, 21) -> (N, F, 1, 1, 1)``.
-
-    ``F`` is ``encoder.out_channels``; equivariant encoders also have ``in_type`` and
-    ``out_type`` (escnn field types).
-    """
-    return _build_encoder(name, validate_architectures({name: spec})[name], in_channels)
-
-
 def _build_encoder(name: str, spec: dict, in_channels: int) -> nn.Module:
     try:
         return FAMILIES[spec["family"]](spec, in_channels)
@@ -176,7 +104,7 @@ def build_model(name: str, spec: dict, in_channels: int = 4, head: str = "mlp") 
 
     Returns:
         A :class:`SiameseClassifier`: ``(B, 2, in_channels, 21, 21, 21) -> (B, 6)`` logits
-        in ``CUBE_FACES`` order.
+        in :data:`equivox.task.FACE_NAMES` order.
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from . import fields
-from .siamese import INPUT_SIDE
+from ..task import INPUT_SIDE
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from . import fields
-from .escnn_resnet import per_stage, stage_sides, stem, to_one_voxel
+from .escnn_resnet import ToOneVoxelEncoder, per_stage, stage_sides, stem
 
 
 class DenseLayer(nn.Module):
@@ -72,7 +72,7 @@ class DenseBlock(nn.Module):
         return x
 
 
-class EquivariantDenseNet(nn.Module):
+class EquivariantDenseNet(ToOneVoxelEncoder):
     """Stem, dense blocks with transitions, final conv to 1x1x1 (see the module docstring).
 
     Args:
@@ -109,10 +109,4 @@ class EquivariantDenseNet(nn.Module):
                        fields.batch_norm(transition[i + 1])]
             if pool_factors[i] == 2:
                 layers.append(fields.FourierPool3d(transition[i + 1], pool))
-        layers += to_one_voxel(transition[-1], sides[-1], fourier_function)
-        self.out_type = transition[-1]
-        self.out_channels = self.out_type.size
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.layers(self.in_type(x)).tensor
+        self.finish(layers, transition[-1], sides[-1], fourier_function)

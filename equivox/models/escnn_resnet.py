@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from . import fields
-from .siamese import INPUT_SIDE
+from ..task import INPUT_SIDE
 
 STEM_KERNEL = 5
 
@@ -80,6 +80,24 @@ def to_one_voxel(field_type, side: int, function: str) -> list[nn.Module]:
     1x1x1, then a Fourier nonlinearity."""
     return [fields.conv3d(field_type, field_type, side, bias=True),
             fields.fourier_nonlinearity(field_type, function)]
+
+
+class ToOneVoxelEncoder(nn.Module):
+    """Base of the escnn ResNet and DenseNet: ``layers`` run in sequence on the
+    ``in_type`` field and end at one voxel (:func:`to_one_voxel`).
+
+    Shapes: ``(N, in_channels, 21, 21, 21) -> (N, out_type.size, 1, 1, 1)``.
+    """
+
+    def finish(self, layers: list[nn.Module], out_type, side: int, fourier_function: str) -> None:
+        """Append the layers that reach one voxel; set ``out_type``, ``out_channels``, ``layers``."""
+        layers += to_one_voxel(out_type, side, fourier_function)
+        self.out_type = out_type
+        self.out_channels = out_type.size
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(self.in_type(x)).tensor
 
 
 class EscnnBlock(nn.Module):
@@ -140,7 +158,7 @@ class AlphaBlock(nn.Module):
         return self.nonlinearity(self.body(x) + self.skip(x))
 
 
-class EquivariantResNet(nn.Module):
+class EquivariantResNet(ToOneVoxelEncoder):
     """Stem, stages of residual blocks, final conv to 1x1x1 (see the module docstring).
 
     Args:
@@ -184,10 +202,4 @@ class EquivariantResNet(nn.Module):
                     layers.append(AlphaBlock(in_type, inner, outer[i + 1],
                                              pool=pool if downsample else None,
                                              fourier_function=fourier_function))
-        layers += to_one_voxel(outer[-1], sides[-1], fourier_function)
-        self.out_type = outer[-1]
-        self.out_channels = self.out_type.size
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.layers(self.in_type(x)).tensor
+        self.finish(layers, outer[-1], sides[-1], fourier_function)

@@ -1,7 +1,7 @@
 """Shared escnn helpers: the study's field types, grid, nonlinearities, pooling and init.
 
-Every escnn object the model zoo builds is made here, so the study-wide choices of
-the original lab notes (docs/architectures.md) live in one place:
+Every escnn object the model zoo builds is made here, so the study-wide choices
+(docs/architectures.md) live in one place:
 
 * symmetry group: SO(3) acting on R^3 (``escnn.gspaces.rot3dOnR3``);
 * features: Fourier fields band-limited to frequency 2, i.e. one *spectral regular

@@ -1,8 +1,8 @@
 """The neighbour-location model: a Siamese encoder and a head giving 6 cube-face logits.
 
-Class ``k`` means "view B is view A translated along face ``CUBE_FACES[k]`` of view A's
-frame". The order is fixed project-wide, in the voxel frame (axis 0 of an ``(L, L, L)``
-view is x, axis 1 is y, axis 2 is z)::
+Class ``k`` means "view B is view A translated along face ``FACE_NAMES[k]`` of view A's
+frame". The order is fixed project-wide by :mod:`equivox.task`, in the voxel frame (axis 0
+of an ``(L, L, L)`` view is x, axis 1 is y, axis 2 is z)::
 
     index  0   1   2   3   4   5
     face  +x  -x  +y  -y  +z  -z
@@ -16,21 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..task import FACE_NAMES, FACES
 from . import fields
-
-INPUT_SIDE = 21
-"""Side of a view in voxels (the task's view side); every encoder maps it to 1."""
-
-CUBE_FACES = ("+x", "-x", "+y", "-y", "+z", "-z")
-"""Names of the 6 classes, by logit index."""
-
-CUBE_FACE_DIRECTIONS = np.array(
-    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
-"""Unit vector of each face in the voxel frame, by logit index (shape (6, 3))."""
 
 
 class SiameseClassifier(nn.Module):
@@ -67,7 +57,7 @@ class MlpHead(nn.Sequential):
         for width in hidden:
             layers += [nn.Linear(in_features, width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             in_features = width
-        layers.append(nn.Linear(in_features, len(CUBE_FACES)))
+        layers.append(nn.Linear(in_features, len(FACE_NAMES)))
         super().__init__(*layers)
 
 
@@ -77,7 +67,7 @@ class EquivariantHead(nn.Module):
 
     Hidden layers are (Linear, batch norm, Fourier nonlinearity) on regular
     representations; the last Linear maps to one band-limited function on S^2, whose
-    values at ``CUBE_FACE_DIRECTIONS`` are the logits. Rotating both views by a
+    values at ``FACES`` are the logits. Rotating both views by a
     90-degree rotation therefore permutes the logits as it permutes the faces.
 
     Args:
@@ -102,7 +92,7 @@ class EquivariantHead(nn.Module):
         layers.append(fields.linear(in_type, sphere))
         self.mlp = nn.Sequential(*layers)
         self.to_faces = fields.escnn_module().nn.InverseFourierTransform(
-            sphere, fields.directions_to_elements(CUBE_FACE_DIRECTIONS))
+            sphere, fields.directions_to_elements(FACES))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         values = self.to_faces(self.mlp(self.in_type(features))).tensor  # (B, 1, 6)

@@ -22,7 +22,7 @@ def pisces_source_file():
 
 
 def structure_source():
-    """(mirror_dir or None, url_template or None) for fetch_structures"""
+    """(mirror_dir or None, url_template or None) for download_structures"""
     if config["pisces"]["source"] == "demo":
         return f"{RESULTS}/demo/mirror", None
     if config["structures"]["source"] == "mirror":
@@ -51,7 +51,7 @@ def mirror_input():
 
 def architecture_set():
     """The configured architecture set, validated (names -> specs)."""
-    from equivox.models import load_architectures
+    from equivox.config import load_architectures
 
     path = Path(workflow.basedir) / config["train"]["architectures"]
     specs = load_architectures(path)
@@ -66,27 +66,24 @@ ARCHITECTURES = architecture_set()
 
 
 def train_settings(wildcards):
-    """What train_model passes to equivox.train.TrainSettings for one architecture, as
-    params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
-    from equivox.run_record import OPERATIONAL_SETTINGS
+    """The TrainSettings of one architecture's run (equivox.run_record.settings_from_config),
+    as params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
+    from dataclasses import asdict
 
-    t = config["train"]
-    return {
-        "arch": wildcards.arch, "spec": ARCHITECTURES[wildcards.arch],
+    from equivox.run_record import OPERATIONAL_SETTINGS, settings_from_config
+
+    settings = settings_from_config(
+        config["train"], wildcards.arch, spec=ARCHITECTURES[wildcards.arch],
         # the training code is part of what a run records: a code edit starts a new lineage
-        "code": code_of("scripts/train_model.py", per_arch=True)(wildcards),
-        "origin_db": f"{RESULTS}/origins.sqlite", "val_views": f"{RESULTS}/views/val.h5",
-        "view_config": view_config(),
+        code=code_of("scripts/train_model.py", per_arch=True)(wildcards),
+        origin_db=f"{RESULTS}/origins.sqlite", val_views=f"{RESULTS}/views/val.h5",
+        view_config=view_config(),
         # what the origin DB and the validation set were made from: a run never continues
         # on other data (a changed PISCES filter or split starts a new lineage)
-        "data": {**data_settings(),
-                 "val_views": {k: config["views"][k] for k in ("n_val", "seed", "image_dtype")}},
-        "train_shards": train_shard_files(),
-        **{k: v for k, v in t.items()
-           if k not in ("architectures", "models", "resources", "max_steps_per_model",
-                        *OPERATIONAL_SETTINGS)},
-        "max_steps": (t["max_steps_per_model"] or {}).get(wildcards.arch, t["max_steps"]),
-    }
+        data={**data_settings(),
+              "val_views": {k: config["views"][k] for k in ("n_val", "seed", "image_dtype")}},
+        train_shards=train_shard_files())
+    return {k: v for k, v in asdict(settings).items() if k not in OPERATIONAL_SETTINGS}
 
 
 def code_of(script, per_arch=False):
@@ -113,9 +110,9 @@ def view_config(*extra):
     """The config a view sampler is made from (ViewParams.from_config), plus the ``extra``
     keys of ``views``. Rules take only this as params, so that editing e.g. n_test or a
     plotting option neither remakes the view sets nor, through them, retrains models."""
-    from equivox.views import ViewParams
+    from equivox.task import VIEW_CONFIG_KEYS
 
-    views = {key: config["views"][key] for key in (*ViewParams.CONFIG_KEYS, *extra)}
+    views = {key: config["views"][key] for key in (*VIEW_CONFIG_KEYS, *extra)}
     return {"views": views, "origins": config["origins"]}
 
 

@@ -65,14 +65,14 @@ rule shard_ids:
         "../../scripts/shard_ids.py"
 
 
-rule fetch_structures:
+rule download_structures:
     input:
         ids=f"{RESULTS}/structures/shards/{{shard}}.tsv",
         mirror=mirror_input(),
     output:
         manifest=f"{RESULTS}/structures/manifests/{{shard}}.tsv",
     params:
-        code=code_of("scripts/fetch_structures.py"),
+        code=code_of("scripts/download_structures.py"),
         # files live outside the declared outputs: a failed or interrupted shard keeps
         # what it already fetched, and the rerun only fetches what is missing
         dest_dir=f"{RESULTS}/structures/files",
@@ -84,11 +84,11 @@ rule fetch_structures:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/fetch_structures/{{shard}}.log",
+        f"{LOGS}/download_structures/{{shard}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/fetch_structures/{{shard}}.tsv"
+        f"{LOGS}/benchmarks/download_structures/{{shard}}.tsv"
     script:
-        "../../scripts/fetch_structures.py"
+        "../../scripts/download_structures.py"
 
 
 rule parse_atoms:

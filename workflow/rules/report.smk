@@ -110,13 +110,13 @@ rule paper_figures:
     output:
         list(paper_files()),
     params:
-        code=code_of("scripts/collect_figures.py"),
+        code=code_of("scripts/paper_figures.py"),
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/paper_figures.log",
     script:
-        "../../scripts/collect_figures.py"
+        "../../scripts/paper_figures.py"
 
 
 rule plot_equivariance:

@@ -1,13 +1,13 @@
 # Views: fixed validation/test pairs in HDF5, optional training shards, pictures.
 
 
-rule voxelize:
+rule views:
     input:
         db=f"{RESULTS}/origins.sqlite",
     output:
         views=f"{RESULTS}/views/{{split}}.h5",
     params:
-        code=code_of("scripts/voxelize.py"),
+        code=code_of("scripts/views.py"),
         # only the sections views depend on: an analysis or plotting edit must not
         # remake the view sets (and, through them, retrain every model)
         config=view_config("seed", "image_dtype"),
@@ -15,20 +15,20 @@ rule voxelize:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/voxelize/{{split}}.log",
+        f"{LOGS}/views/{{split}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/voxelize/{{split}}.tsv"
+        f"{LOGS}/benchmarks/views/{{split}}.tsv"
     script:
-        "../../scripts/voxelize.py"
+        "../../scripts/views.py"
 
 
-rule voxelize_train_shard:
+rule views_train_shard:
     input:
         db=f"{RESULTS}/origins.sqlite",
     output:
         views=f"{RESULTS}/views/train_shards/{{index}}.h5",
     params:
-        code=code_of("scripts/voxelize.py"),
+        code=code_of("scripts/views.py"),
         # only the sections views depend on: an analysis or plotting edit must not
         # remake the view sets (and, through them, retrain every model)
         config=view_config("seed", "image_dtype"),
@@ -36,11 +36,11 @@ rule voxelize_train_shard:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/voxelize/train_{{index}}.log",
+        f"{LOGS}/views/train_{{index}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/voxelize/train_{{index}}.tsv"
+        f"{LOGS}/benchmarks/views/train_{{index}}.tsv"
     script:
-        "../../scripts/voxelize.py"
+        "../../scripts/views.py"
 
 
 rule render_views:

@@ -15,7 +15,7 @@ at the ASN atoms' positions, OG at CG's). 66 + 6 = 72 atoms.
 """
 from pathlib import Path
 
-from equivox.demo import mdanalysis_data_dir
+from equivox.demo_data import mdanalysis_data_dir
 
 HERE = Path(__file__).resolve().parent
 SER_FROM_ASN = {"N": "N", "CA": "CA", "C": "C", "O": "O", "CB": "CB", "OG": "CG"}

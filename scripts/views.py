@@ -1,4 +1,4 @@
-"""Rule voxelize / voxelize_train_shard: write fixed view pairs to HDF5."""
+"""Rule views / views_train_shard: write fixed view pairs to HDF5."""
 import logging
 
 import numpy as np

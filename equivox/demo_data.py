@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import math
 import re
 import shutil
 from pathlib import Path
 
+from .atomic import replacing
 from .atoms import read_header
 from .pisces import PiscesChain, write_pisces
 
@@ -79,14 +79,12 @@ def build_demo_mirror(mirror_dir: str | Path, pisces_path: str | Path,
                              f"(chains: {sorted(lengths)})")
         target = mirror_dir / _mirror_name(pdb_id, source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
+        with replacing(target) as pending, open(source, "rb") as src, open(pending.tmp, "wb") as dst:
             if source.suffix == ".gz":
                 shutil.copyfileobj(src, dst)
             else:
                 with gzip.GzipFile(fileobj=dst, mode="wb", mtime=0) as gz:
                     shutil.copyfileobj(src, gz)
-        tmp.replace(target)
         chains.append(PiscesChain(
             pdb_id=pdb_id, chain=chain, length=lengths[chain], method=header["method"],
             resolution_A=header["resolution_A"], r_factor=header["r_factor"],
@@ -94,6 +92,3 @@ def build_demo_mirror(mirror_dir: str | Path, pisces_path: str | Path,
     write_pisces(pisces_path, chains)
     return chains
 
-
-def count_unknown(chains) -> int:
-    return sum(math.isnan(c.resolution_A) for c in chains)
