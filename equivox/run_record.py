@@ -231,10 +231,12 @@ def write_lineage(run_dir: Path, settings: TrainSettings) -> None:
 
 
 def has_progress(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds anything of a lineage (metrics, checkpoints, final)."""
+    """Whether ``run_dir`` holds anything of a lineage (metrics, checkpoints, final
+    weights). An empty ``final/`` is not progress: Snakemake creates it for the rule's
+    output before the first session starts."""
     run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in ("metrics.csv", "final", LINEAGE_FILE)) \
-        or any((run_dir / "checkpoints").glob("ckpt_*.pt"))
+    return any((run_dir / name).exists() for name in ("metrics.csv", LINEAGE_FILE)) \
+        or any((run_dir / "final").glob("*")) or any((run_dir / "checkpoints").glob("ckpt_*.pt"))
 
 
 def supersede(run_dir: Path, old_fingerprint: str | None, reason: str) -> Path:

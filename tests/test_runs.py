@@ -47,6 +47,17 @@ def stray_tmp(run):
     return sorted(str(p) for p in Path(run).rglob("*.tmp"))
 
 
+def test_a_fresh_run_with_the_empty_output_folder_snakemake_made_supersedes_nothing(small_db, val_views, tmp_path):  # noqa: F811
+    """Snakemake creates ``final/`` (the output's folder) and the supervisor writes a
+    'running' status before the first session: neither is a lineage to set aside."""
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"status": "running", "step": 0, "message": "trainer starting"}))
+    summary = run_training(run, settings(small_db, val_views, max_steps=2, log_every=1, val_every=2,
+                                         checkpoint_every=2, num_workers=0), progress=False)
+    assert summary["steps"] == 2 and not (run / "superseded").exists()
+
+
 def test_changed_setting_trains_a_new_lineage_and_keeps_the_old(small_db, val_views, tmp_path):  # noqa: F811
     run = tmp_path / "run"
     s0 = settings(small_db, val_views, max_steps=4, log_every=2, val_every=2, checkpoint_every=2)
