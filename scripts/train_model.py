@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from equivox.logs import configure_logging
 from equivox.run_record import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, session_header, write_settings
 from equivox.supervise import supervise
 
@@ -23,8 +24,7 @@ def main(run_dir, settings, threads, log_path):
         handle.flush()
         os.dup2(handle.fileno(), sys.stdout.fileno())
         os.dup2(handle.fileno(), sys.stderr.fileno())
-    logging.basicConfig(level=logging.INFO, force=True, handlers=[logging.StreamHandler(sys.stderr)],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging([logging.StreamHandler(sys.stderr)])
     log = logging.getLogger("equivox")
     path = run_dir / "settings.yaml"
     write_settings(path, settings)
