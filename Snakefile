@@ -3,9 +3,9 @@
 import os
 import re
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
-from equivox.config import check_devices, validate_config
+from equivox.config import check_devices, typed_overrides, validate_config
 
 min_version("9.0")
 
@@ -15,6 +15,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
+# --config values arrive as strings (`--config train='{batch_size: 8}'` gives '8'): typed
+# by the schema, then merged again over the config files
+update_config(config, typed_overrides(workflow.config_settings.overwrite_config or {}))
 # the schema ships with the package (equivox/schemas/config.schema.yaml): it fills every default
 validate_config(config, workflow.basedir)
 
