@@ -23,6 +23,8 @@ validate_config(config, workflow.basedir)
 
 # escnn's memoised bases, for every job this run starts (jobs inherit the environment)
 os.environ.setdefault("EQUIVOX_ESCNN_CACHE", os.path.abspath(config["escnn_cache_dir"]))
+# this checkout, for envs/equivox.post-deploy.sh: `--sdm conda` installs it into the env
+os.environ["EQUIVOX_REPO"] = workflow.basedir
 
 
 include: "workflow/rules/common.smk"
