@@ -60,10 +60,8 @@ onstart:
 
 
 onsuccess:
-    print_summary()
-    print_run_statuses()
+    print_summary(log, failed=False)
 
 
 onerror:
-    print_fetch_summary()
-    print_run_statuses()
+    print_summary(log, failed=True)

@@ -17,6 +17,8 @@ def main(run_dir, settings, threads, log_path):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # the Snakemake console keeps one progress line per logging window (equivox.status)
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     # O_APPEND, shared with the trainer through stdout/stderr: no process overwrites
     # another's lines, and a new session never truncates the previous one
     with open(log_path, "a") as handle:
@@ -29,7 +31,7 @@ def main(run_dir, settings, threads, log_path):
     path = run_dir / "settings.yaml"
     write_settings(path, settings)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    code = supervise(run_dir, path)
+    code = supervise(run_dir, path, progress=console)
     status = read_status(run_dir)
     if code == 0:
         log.info("training %s complete", run_dir.name)
