@@ -3,9 +3,9 @@
 import os
 import re
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
-from equivox.config import check_devices, validate_config
+from equivox.config import check_devices, typed_overrides, validate_config
 
 min_version("9.0")
 
@@ -15,11 +15,16 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
+# --config values arrive as strings (`--config train='{batch_size: 8}'` gives '8'): typed
+# by the schema, then merged again over the config files
+update_config(config, typed_overrides(workflow.config_settings.overwrite_config or {}))
 # the schema ships with the package (equivox/schemas/config.schema.yaml): it fills every default
 validate_config(config, workflow.basedir)
 
 # escnn's memoised bases, for every job this run starts (jobs inherit the environment)
 os.environ.setdefault("EQUIVOX_ESCNN_CACHE", os.path.abspath(config["escnn_cache_dir"]))
+# this checkout, for envs/equivox.post-deploy.sh: `--sdm conda` installs it into the env
+os.environ["EQUIVOX_REPO"] = workflow.basedir
 
 
 include: "workflow/rules/common.smk"
@@ -55,10 +60,8 @@ onstart:
 
 
 onsuccess:
-    print_summary()
-    print_run_statuses()
+    print_summary(log, failed=False)
 
 
 onerror:
-    print_fetch_summary()
-    print_run_statuses()
+    print_summary(log, failed=True)

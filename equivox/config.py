@@ -99,6 +99,62 @@ def default_config() -> dict:
     return schema_defaults(load_schema("config"))
 
 
+JSON_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "string": str,
+              "null": type(None), "array": list, "object": dict}
+
+
+def _admits(schema: dict, value) -> bool:
+    """Whether ``value``'s JSON type is one ``schema`` allows (any, without a ``type``)."""
+    types = schema.get("type")
+    if types is None:
+        return True
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, bool):  # a bool is an int to Python, not to JSON Schema
+        return "boolean" in types
+    return any(isinstance(value, JSON_TYPES[t]) for t in types)
+
+
+def _readings(text: str):
+    """What a command-line string can mean: YAML's reading, then a number's (YAML 1.1
+    reads ``1e-3`` as a string)."""
+    for read in (yaml.safe_load, int, float):
+        try:
+            yield read(text)
+        except (yaml.YAMLError, ValueError):
+            pass
+
+
+def _typed(value, schema: dict):
+    """``value`` as the type ``schema`` wants: a string is read as YAML when the schema
+    does not take a string but takes what the YAML or a number says (``'8'`` -> 8,
+    ``'1e-3'`` -> 0.001, ``'null'`` -> None); objects and lists are typed item by item; anything else is left for the
+    validator to report."""
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {key: _typed(item, properties.get(key, extra if isinstance(extra, dict) else {}))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [_typed(item, items) for item in value]
+    if isinstance(value, str) and not _admits(schema, value):
+        return next((parsed for parsed in _readings(value) if _admits(schema, parsed)), value)
+    if not isinstance(value, str) and not _admits(schema, value) and _admits(schema, ""):
+        return str(value)  # Snakemake reads a top-level `key=12` as a number
+    return value
+
+
+def typed_overrides(overrides: dict) -> dict:
+    """The ``--config`` values of a Snakemake command line, typed by the config schema.
+
+    Snakemake takes ``--config KEY=VALUE`` with a top-level KEY only (no dots); a nested
+    key is set with a YAML mapping, ``--config train='{batch_size: 8}'``, which it merges
+    key by key into the config but reads with YAML's base loader, every value a string.
+    Here each string becomes what the schema wants where YAML reads it so (``'8'`` -> 8
+    for an integer key; a string key keeps ``'001'``), before validation.
+    """
+    return _typed(copy.deepcopy(overrides), load_schema("config"))
+
+
 def validate_config(config: dict, repo: str | Path) -> None:
     """Validate the workflow ``config`` in place (fills defaults), then the constraints
     the schema cannot express (:func:`constraint_problems`; ``repo``: where relative

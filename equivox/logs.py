@@ -1,10 +1,24 @@
-"""Logging for rule scripts: everything a script says, and any traceback, goes to its log."""
+"""Logging for rule scripts: everything a script says, and any traceback, goes to its log.
+
+equivox's own loggers log at INFO; third-party libraries only at WARNING (matplotlib's
+PDF and SVG backends, for one, have fontTools log every font subset at INFO).
+"""
 from __future__ import annotations
 
 import logging
 import sys
 import traceback
 from pathlib import Path
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(handlers: list[logging.Handler], level: int = logging.INFO) -> None:
+    """Send every log record to ``handlers``: the ``equivox`` loggers' from ``level``,
+    every other library's from WARNING (the root logger's level)."""
+    logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True, format=LOG_FORMAT)
+    logging.getLogger("equivox").setLevel(level)
 
 
 def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> logging.Logger:
@@ -19,8 +33,7 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> log
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="a"))
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(handlers, level)
     log = logging.getLogger("equivox")
     log.info("=== session start %s on %s, pid %d: %s", datetime.now(timezone.utc).isoformat(timespec="seconds"),
              socket.gethostname(), os.getpid(), " ".join(sys.argv[:3]))

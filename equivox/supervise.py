@@ -19,10 +19,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from .atomic import remove_stray_tmp
 from .run_record import EXIT_CODES, newest_checkpoint_step, read_status, set_status
+from .status import ProgressFollower
 
 if TYPE_CHECKING:  # the trainer runs as a child process (python -m equivox.train_process);
     from . import train_process  # noqa: F401  this import puts its code in the rule's code fingerprint
@@ -55,11 +56,14 @@ def record_ending(run_dir: Path, code: int) -> dict:
     return read_status(run_dir)
 
 
-def supervise(run_dir: str | Path, settings_path: str | Path) -> int:
+def supervise(run_dir: str | Path, settings_path: str | Path, progress: TextIO | None = None,
+              poll_s: float = 2.0) -> int:
     """Run training in a child process; record a status even if it is killed.
 
-    Forwards SIGTERM/SIGUSR1/SIGINT to the child. Returns the child's exit code
-    (negative: the signal that killed it).
+    Forwards SIGTERM/SIGUSR1/SIGINT to the child. ``progress``: a stream (the Snakemake
+    console) that gets one line per logging window (:class:`equivox.status.ProgressFollower`,
+    checked every ``poll_s`` seconds). Returns the child's exit code (negative: the
+    signal that killed it).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +73,16 @@ def supervise(run_dir: str | Path, settings_path: str | Path) -> int:
                               "--settings", str(settings_path), "--progress", "log"])
     previous = {sig: signal.signal(sig, lambda signum, frame: child.send_signal(signum))
                 for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    follower = ProgressFollower(run_dir, progress) if progress is not None else None
     try:
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait(timeout=poll_s if follower else None)
+                break
+            except subprocess.TimeoutExpired:
+                follower.poll()
+        if follower:
+            follower.poll()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

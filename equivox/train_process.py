@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .logs import configure_logging
 from .run_record import EXIT_CODES, TrainSettings, read_settings, set_status
 from .train import train
 
@@ -105,7 +106,7 @@ def main(argv=None) -> None:
     parser.add_argument("--progress", choices=["auto", "bar", "log"], default="auto",
                         help="progress bar, log lines, or bar only when attached to a terminal")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging([logging.StreamHandler(sys.stderr)])
     progress = {"auto": None, "bar": True, "log": False}[args.progress]
     code = 0
     try:

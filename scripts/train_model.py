@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from equivox.logs import configure_logging
 from equivox.run_record import EXIT_INTERRUPTED, OPERATIONAL_SETTINGS, read_status, session_header, write_settings
 from equivox.supervise import supervise
 
@@ -16,6 +17,8 @@ def main(run_dir, settings, threads, log_path):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # the Snakemake console keeps one progress line per logging window (equivox.status)
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     # O_APPEND, shared with the trainer through stdout/stderr: no process overwrites
     # another's lines, and a new session never truncates the previous one
     with open(log_path, "a") as handle:
@@ -23,13 +26,12 @@ def main(run_dir, settings, threads, log_path):
         handle.flush()
         os.dup2(handle.fileno(), sys.stdout.fileno())
         os.dup2(handle.fileno(), sys.stderr.fileno())
-    logging.basicConfig(level=logging.INFO, force=True, handlers=[logging.StreamHandler(sys.stderr)],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging([logging.StreamHandler(sys.stderr)])
     log = logging.getLogger("equivox")
     path = run_dir / "settings.yaml"
     write_settings(path, settings)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    code = supervise(run_dir, path)
+    code = supervise(run_dir, path, progress=console)
     status = read_status(run_dir)
     if code == 0:
         log.info("training %s complete", run_dir.name)

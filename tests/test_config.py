@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from equivox.config import ConfigError, check_devices, validate_config
+from equivox.config import ConfigError, check_devices, typed_overrides, validate_config
 from tests.workflow_helpers import REPO, snakemake
 
 DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -112,3 +112,40 @@ def test_the_dag_builds_without_importing_torch(tmp_path):
                 if line.startswith("import time:") and "|" in line}
     assert {"equivox.config", "equivox.run_record", "equivox.code_version"} <= imported
     assert "torch" not in imported and "escnn" not in imported
+
+
+def command_line(*entries: str) -> dict:
+    """What Snakemake's own parser makes of ``--config ENTRY...``, typed by the schema."""
+    from snakemake.cli import parse_config
+
+    return typed_overrides(parse_config(list(entries)))
+
+
+def test_command_line_values_are_typed_by_the_schema():
+    """Snakemake reads a nested --config value as strings; the schema's types come back,
+    and a key that takes strings keeps its text."""
+    typed = command_line("train={batch_size: 8, lr: 1e-3, max_steps_per_model: {plain_cnn: 30}}",
+                         "origins={exclude_hydrogens: false}", "demo={max_structures: null}",
+                         "structures={mirror_dir: 001}", "pisces={methods: [XRAY, NMR]}",
+                         "escnn_cache_dir=12")
+    assert typed["train"] == {"batch_size": 8, "lr": 1e-3, "max_steps_per_model": {"plain_cnn": 30}}
+    assert typed["origins"] == {"exclude_hydrogens": False}
+    assert typed["demo"] == {"max_structures": None}
+    assert typed["structures"] == {"mirror_dir": "001"}
+    assert typed["pisces"] == {"methods": ["XRAY", "NMR"]}
+    assert typed["escnn_cache_dir"] == "12"
+    # what the schema cannot take stays as it came, for the validator to name
+    assert command_line("train={batch_size: eight}")["train"] == {"batch_size": "eight"}
+    with pytest.raises(ConfigError, match="config train.batch_size: 'eight' is not of type 'integer'"):
+        check(train=command_line("train={batch_size: eight}")["train"])
+
+
+@pytest.mark.workflow
+def test_one_nested_key_is_overridden_from_the_command_line(tmp_path):
+    """The README's override, through real Snakemake: the value arrives as an integer,
+    and the other keys of its section keep the config file's values."""
+    proc = snakemake(tmp_path, "-n", "all", "--config", "train={log_every: 7}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "multiple of train.log_every (7), got 60" in out, out[-3000:]
+    assert "not of type" not in out
+    snakemake(tmp_path, "-n", "all", "--config", "train={batch_size: 8}")

@@ -233,13 +233,16 @@ def needs_training(workflow_rules):
 # --------------------------------------------------------------------------- the profile alone
 
 def test_a_missing_site_setting_is_named(tmp_path):
-    """From the repository root `--profile slurm` resolves; a missing site setting stops it."""
+    """From the repository root `--profile slurm` resolves; a missing site setting stops it
+    with one line naming it, before Snakemake's usage text."""
     env = site_env(tmp_path)
     del env["EQUIVOX_SLURM_GPU_PARTITION"]
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "-d", str(tmp_path), "-n"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "site setting EQUIVOX_SLURM_GPU_PARTITION is not set" in proc.stderr, proc.stderr[-3000:]
+    # one line, before the usage text Snakemake prints for a profile it cannot read
+    first = proc.stderr.split("usage:")[0].strip().splitlines()[-1]
+    assert first.startswith("equivox: site setting EQUIVOX_SLURM_GPU_PARTITION is not set"), proc.stderr[-3000:]
 
 
 def test_site_settings_reach_the_job_resources(tmp_path, workflow_rules):

@@ -1,5 +1,4 @@
 # Helpers shared by all rule files (paths, shard names, the final target list)
-import csv
 from pathlib import Path
 
 # one software stack for every rule (see envs/equivox.yaml and docs/install.md)
@@ -176,36 +175,9 @@ def final_outputs():
             f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files()]
 
 
-def print_run_statuses():
-    """One line per training run: what happened to it (also after a failure)."""
-    import json
+def print_summary(snakemake_logs, failed):
+    """The end-of-run summary (equivox/summary.py): downloads, origin DB, training runs,
+    test accuracy beside chance and the best baseline, failed jobs, where the outputs are."""
+    from equivox.summary import workflow_summary
 
-    runs = sorted(Path(RESULTS, "runs").glob("*/status.json"))
-    if runs:
-        print("\nequivox: training runs")
-    for path in runs:
-        status = json.loads(path.read_text())
-        print(f"  {path.parent.name:<32} {status['status']:<12} step {status.get('step', '?'):>6}  "
-              f"{status.get('message', '')[:100]}")
-
-
-def print_fetch_summary():
-    """Downloads of this and earlier runs: counts by status, the manifests with failed
-    or obsolete entries, and the command that retries exactly the failed ones."""
-    from equivox.download import fetch_summary
-
-    lines = fetch_summary(Path(RESULTS, "structures", "manifests"))
-    if lines:
-        print("\n" + "\n".join(lines))
-
-
-def print_summary():
-    print_fetch_summary()
-    summary = Path(f"{RESULTS}/origins.summary.tsv")
-    if not summary.exists():
-        return
-    with open(summary) as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    print(f"\nequivox: origin database {Path(RESULTS, 'origins.sqlite').resolve()}")
-    for row in rows:
-        print(f"  {row['split']:>5}: {row['structures']:>6} structures {row['origins']:>9} origins")
+    print("\n" + workflow_summary(RESULTS, list(ARCHITECTURES), snakemake_logs, failed=failed))
