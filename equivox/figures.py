@@ -287,32 +287,33 @@ def dead_units_figure(table: pd.DataFrame, model: str, tau: float):
     map_ax.grid(False)
     colourbar = fig.colorbar(image, ax=map_ax, pad=0.02, fraction=0.04)
     colourbar.set_label("share of units")
-    labels = [f"{name} ({kind}{', ' + function if kind == 'fourier' else ''})"
-              for name, kind, function in zip(table["layer"], table["kind"], table["function"])]
+    labels = [f"{name} ({function})" for name, function in zip(table["layer_name"], table["function"])]
     map_ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
-    map_ax.set_xlabel("nonlinearity, forward order")
+    map_ax.set_xlabel("nonlinearity (where it sits; its function), forward order")
     fig.tight_layout()
     return fig
 
 
 def dead_units_summary_figure(tables: dict[str, pd.DataFrame], families: dict[str, str], tau: float):
-    """Share of units dead (left) and dormant (middle, score <= ``tau``) per hooked layer,
-    one line per model; right: each whole model's shares counted in units (circles) and
-    in physical channels (squares), filled dead, open dormant. ``tables``: model ->
-    layer_table, in configured order."""
+    """Share of units dead (left) and dormant (middle, score <= ``tau``) per hooked layer
+    against its relative depth (0 = the first nonlinearity, 1 = the last, the head's;
+    models of different depth share the axis), one line per model; right: each whole
+    model's shares counted in units (circles) and in physical channels (squares),
+    filled dead, open dormant. ``tables``: model -> layer_table, in configured order."""
     apply_style()
     colours = model_colours(list(tables))
     fig, axes = plt.subplots(1, 3, figsize=(11.0, max(3.4, 0.22 * len(tables) + 1.6)),
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for model, table in tables.items():
         for ax, column in zip(axes[:2], ("dead", "dormant")):
-            ax.plot(table["layer_index"], table[column] / table["units"], marker="o", markersize=3,
+            ax.plot(table["relative_depth"], table[column] / table["units"], marker="o", markersize=3,
                     color=colours[model], linestyle=line_style(families[model]), label=model)
     axes[0].set_ylabel("share of the layer's units")
     axes[0].set_title("dead (never active)")
     axes[1].set_title(f"dormant (dormancy score ≤ {tau:g})")
     for ax in axes[:2]:
-        ax.set_xlabel("nonlinearity (forward order, head last)")
+        ax.set_xlabel("relative depth (first nonlinearity 0, head last 1)")
+        ax.set_xlim(-0.03, 1.03)
         ax.set_ylim(-0.03, 1.03)
     axes[1].sharey(axes[0])
     total_ax = axes[2]
