@@ -10,6 +10,10 @@ from equivox.config import check_devices, typed_overrides, validate_config
 min_version("9.0")
 
 
+# the report's front page (snakemake --report): what was run, on which data and config
+report: "workflow/report/workflow.rst"
+
+
 # the demo default, found beside this file whatever the working directory (-d);
 # --configfile FILE is merged on top of it
 configfile: os.path.join(workflow.basedir, "config/config.yaml")

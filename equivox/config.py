@@ -225,12 +225,22 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
         if train[key] % train["log_every"]:
             problems.append(f"config train.{key}: must be a multiple of train.log_every "
                             f"({train['log_every']}), got {train[key]}")
-    problems += _architecture_problems(train, repo)
+    problems += _architecture_problems(train, repo, config["analysis"]["figures"]["facet"])
     problems += view_config_errors(config["views"])
     return problems
 
 
-def _architecture_problems(train: dict, repo: Path) -> list[str]:
+def facet_problems(specs: dict, facet: str | None) -> list[str]:
+    """The curve figures' facet key must be a key of at least one of the architecture
+    ``specs`` (name -> spec, defaults filled) that are run; models without it share a panel."""
+    allowed = sorted({key for spec in specs.values() for key in spec})
+    if facet is None or facet in allowed:
+        return []
+    return [f"config analysis.figures.facet: {facet!r} is not a key of any configured "
+            f"architecture (allowed: {', '.join(allowed)}; or null for one panel)"]
+
+
+def _architecture_problems(train: dict, repo: Path, facet: str | None) -> list[str]:
     path = Path(train["architectures"])
     path = path if path.is_absolute() else repo / path
     if not path.is_file():
@@ -244,6 +254,8 @@ def _architecture_problems(train: dict, repo: Path) -> list[str]:
     unknown = sorted(set(train["models"] or []) - set(specs))
     if unknown:
         problems.append(f"config train.models: {unknown} not in {path} (allowed: {', '.join(sorted(specs))})")
+    else:
+        problems += facet_problems({name: specs[name] for name in train["models"] or specs}, facet)
     # a --configfile is merged key by key onto the demo defaults, so another architecture
     # set arrives with the demo's per-model budgets: say so, and ignore them
     ignored = sorted(set(train["max_steps_per_model"] or {}) - set(specs))

@@ -328,10 +328,13 @@ def measure_activity(model: nn.Module, loader, device: torch.device | str = "cpu
     return list(recorder.layers.values())
 
 
-def layer_table(layers: list[LayerActivity], tau: float) -> pd.DataFrame:
+def layer_table(layers: list[LayerActivity], tau: float, names: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per hooked layer (forward order).
 
-    Columns: ``layer_index`` (1-based), ``layer``, ``kind``, ``function``, ``unit``
+    Columns: ``layer_index`` (1-based), ``layer`` (module path), ``layer_name`` (its
+    readable name in ``names``, :func:`equivox.layer_names.layer_names`; else the
+    path), ``relative_depth`` (0 for the first hooked layer, 1 for the last, evenly
+    between), ``kind``, ``function``, ``unit``
     (channel | field | gate), ``units``, ``channels`` (physical), ``inputs``,
     ``positions`` (per input), ``dead``, ``dormant`` (score <= ``tau``), the same two
     in physical channels (``dead_channels``, ``dormant_channels``),
@@ -343,7 +346,10 @@ def layer_table(layers: list[LayerActivity], tau: float) -> pd.DataFrame:
         fraction = layer.fraction_active
         dead, dormant = layer.dead, layer.dormancy() <= tau
         counts, _ = np.histogram(fraction, bins=HIST_EDGES)
-        rows.append({"layer_index": index, "layer": layer.name, "kind": layer.kind,
+        rows.append({"layer_index": index, "layer": layer.name,
+                     "layer_name": (names or {}).get(layer.name, layer.name),
+                     "relative_depth": (index - 1) / (len(layers) - 1) if len(layers) > 1 else 0.0,
+                     "kind": layer.kind,
                      "function": layer.function, "unit": layer.unit,
                      "units": len(fraction), "channels": int(layer.channels.sum()),
                      "inputs": layer.inputs, "positions": layer.positions,
@@ -359,13 +365,14 @@ def analyze_dead_units(weights_path, views_path, *, n_examples: int | None, tau:
                        open_fraction: float, batch_size: int, device: str) -> pd.DataFrame:
     """:func:`layer_table` of a trained run over the first ``n_examples`` pairs of a view set."""
     from .evaluate import view_loader
+    from .layer_names import layer_names
     from .run_state import load_trained_model, pick_device
 
     device = pick_device(device)
     model, record = load_trained_model(weights_path, device)
     layers = measure_activity(model, view_loader(views_path, n_examples, batch_size), device,
                               open_fraction=open_fraction)
-    table = layer_table(layers, tau)
+    table = layer_table(layers, tau, layer_names(model, record["spec"]))
     log.info("%s: %d hooked layers; dead %d of %d units (%d of %d channels), dormant %d units "
              "(%d channels) at tau %g", record["arch"], len(table), table["dead"].sum(),
              table["units"].sum(), table["dead_channels"].sum(), table["channels"].sum(),

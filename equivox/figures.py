@@ -6,9 +6,10 @@ configured, so a model has the same colour everywhere), solid lines for equivari
 line (accuracy 1/6, cross-entropy ln 6 nats) and, on every accuracy axis, a dash-dotted
 line at the best structure-blind baseline (:mod:`equivox.baselines`; its validation
 accuracy on curves, its test accuracy on test results), losses in nats. Curves are drawn as the
-raw points, faint, under an exponential moving average (debiased, as TensorBoard's
-smoothing) whose weight is ``analysis.figures.smoothing``. Every figure is saved as SVG
-and PDF (:func:`save`).
+raw points under a smoothed line (:func:`smooth`, weight ``analysis.figures.smoothing``)
+that cannot lag behind the data at the end; a curve of fewer than
+:data:`MIN_SMOOTHED_POINTS` points is drawn unsmoothed, its points emphasised. Every
+figure is saved as SVG and PDF (:func:`save`).
 """
 from __future__ import annotations
 
@@ -69,10 +70,33 @@ def line_style(family: str) -> str:
     return "-" if family.startswith("escnn_") else "--"
 
 
+MIN_SMOOTHED_POINTS = 8
+"""Curves with fewer points are drawn as measured (no smoothing), points emphasised."""
+
+
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
-    """Debiased exponential moving average of a sequence (weight 0 = no smoothing):
-    ``sum_i weight^i x[t-i] / sum_i weight^i`` (pandas ``ewm``, ``adjust=True``)."""
-    return pd.Series(np.asarray(values, dtype=float)).ewm(alpha=1 - weight, adjust=True).mean().to_numpy()
+    """A sequence smoothed without lag (weight 0 = no smoothing): at each point ``t``, a
+    straight line fitted by least squares to all points, point ``i`` weighted
+    ``weight^|i - t|``, read at ``t`` (two-sided exponential kernel, local linear fit).
+
+    Unlike a trailing moving average, whose last value trails a rising curve by about
+    ``1 / (1 - weight)`` points, the kernel is symmetric inside the curve and the linear
+    fit follows the trend at both ends: a straight line is returned unchanged, and
+    the last value stays near the last points. Fewer than :data:`MIN_SMOOTHED_POINTS`
+    values are returned unchanged."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if weight == 0 or n < MIN_SMOOTHED_POINTS:
+        return values.copy()
+    index = np.arange(n, dtype=float)
+    out = np.empty(n)
+    for t in range(n):
+        w = weight ** np.abs(index - t)
+        mean_x, mean_y = np.average(index, weights=w), np.average(values, weights=w)
+        spread = np.average((index - mean_x) ** 2, weights=w)
+        slope = np.average((index - mean_x) * (values - mean_y), weights=w) / spread if spread > 0 else 0.0
+        out[t] = mean_y + slope * (t - mean_x)
+    return out
 
 
 def save(fig, svg_path, pdf_path) -> None:
@@ -89,10 +113,24 @@ def _legend_below(fig, handles_by_label: dict) -> None:
 
 
 def facet_groups(runs: list[Run], facet: str | None) -> dict[str, list[Run]]:
-    """Runs grouped by their spec value of ``facet`` (sorted, "n/a" last)."""
+    """Runs grouped by their spec value of ``facet``, keyed by panel title (values sorted;
+    the runs whose spec lacks the key last, titled by their families). Raises
+    ConfigError when no run has the key."""
+    from .config import ConfigError, facet_problems
+
+    if facet is None:
+        return {"": list(runs)}
+    problems = facet_problems({run.arch: run.spec for run in runs}, facet)
+    if problems:
+        raise ConfigError(problems[0])
     values = sorted({spec_value(run, facet) for run in runs},
                     key=lambda v: (v == "n/a", float(v) if _is_number(v) else math.inf, v))
-    return {value: [run for run in runs if spec_value(run, facet) == value] for value in values}
+    groups = {}
+    for value in values:
+        group = [run for run in runs if spec_value(run, facet) == value]
+        families = ", ".join(dict.fromkeys(run.spec["family"] for run in group))
+        groups[f"{facet} = {value}" if value != "n/a" else f"no {facet} ({families})"] = group
+    return groups
 
 
 def _is_number(text: str) -> bool:
@@ -133,7 +171,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
     fig, axes = plt.subplots(2, len(groups), figsize=(3.2 * len(groups) + 0.6, 5.0),
                              sharex="col", sharey="row", squeeze=False)
     handles = {}
-    for col, (value, group) in enumerate(groups.items()):
+    for col, (title, group) in enumerate(groups.items()):
         for row, (metric, label) in enumerate(metrics):
             ax = axes[row, col]
             for run in group:
@@ -141,7 +179,9 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
                 xs = data["step" if x == "steps" else "compute_s"].to_numpy(float) / x_scale
                 ys = data[metric].to_numpy(float)
                 colour = colours[run.arch]
-                ax.plot(xs, ys, "o", color=colour, alpha=0.35, markersize=3.5, markeredgewidth=0)
+                few = len(ys) < MIN_SMOOTHED_POINTS  # drawn as measured: points stand out
+                ax.plot(xs, ys, "o", color=colour, alpha=0.9 if few else 0.35,
+                        markersize=5 if few else 3.5, markeredgewidth=0)
                 (line,) = ax.plot(xs, smooth(ys, smoothing), color=colour,
                                   linestyle=line_style(run.spec["family"]))
                 handles[run.arch] = line
@@ -152,8 +192,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
                 ax.set_ylabel(label)
             if row == 1:
                 ax.set_xlabel(x_label)
-        if facet is not None:
-            axes[0, col].set_title(f"{facet} = {value}")
+        axes[0, col].set_title(title)
     for ax in axes.flat:
         ax.set_xlim(left=0)
     families = {run.spec["family"].startswith("escnn_") for run in runs}
@@ -248,32 +287,33 @@ def dead_units_figure(table: pd.DataFrame, model: str, tau: float):
     map_ax.grid(False)
     colourbar = fig.colorbar(image, ax=map_ax, pad=0.02, fraction=0.04)
     colourbar.set_label("share of units")
-    labels = [f"{name} ({kind}{', ' + function if kind == 'fourier' else ''})"
-              for name, kind, function in zip(table["layer"], table["kind"], table["function"])]
+    labels = [f"{name} ({function})" for name, function in zip(table["layer_name"], table["function"])]
     map_ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
-    map_ax.set_xlabel("nonlinearity, forward order")
+    map_ax.set_xlabel("nonlinearity (where it sits; its function), forward order")
     fig.tight_layout()
     return fig
 
 
 def dead_units_summary_figure(tables: dict[str, pd.DataFrame], families: dict[str, str], tau: float):
-    """Share of units dead (left) and dormant (middle, score <= ``tau``) per hooked layer,
-    one line per model; right: each whole model's shares counted in units (circles) and
-    in physical channels (squares), filled dead, open dormant. ``tables``: model ->
-    layer_table, in configured order."""
+    """Share of units dead (left) and dormant (middle, score <= ``tau``) per hooked layer
+    against its relative depth (0 = the first nonlinearity, 1 = the last, the head's;
+    models of different depth share the axis), one line per model; right: each whole
+    model's shares counted in units (circles) and in physical channels (squares),
+    filled dead, open dormant. ``tables``: model -> layer_table, in configured order."""
     apply_style()
     colours = model_colours(list(tables))
     fig, axes = plt.subplots(1, 3, figsize=(11.0, max(3.4, 0.22 * len(tables) + 1.6)),
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for model, table in tables.items():
         for ax, column in zip(axes[:2], ("dead", "dormant")):
-            ax.plot(table["layer_index"], table[column] / table["units"], marker="o", markersize=3,
+            ax.plot(table["relative_depth"], table[column] / table["units"], marker="o", markersize=3,
                     color=colours[model], linestyle=line_style(families[model]), label=model)
     axes[0].set_ylabel("share of the layer's units")
     axes[0].set_title("dead (never active)")
     axes[1].set_title(f"dormant (dormancy score ≤ {tau:g})")
     for ax in axes[:2]:
-        ax.set_xlabel("nonlinearity (forward order, head last)")
+        ax.set_xlabel("relative depth (first nonlinearity 0, head last 1)")
+        ax.set_xlim(-0.03, 1.03)
         ax.set_ylim(-0.03, 1.03)
     axes[1].sharey(axes[0])
     total_ax = axes[2]

@@ -132,12 +132,13 @@ def speed_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def dead_units_table(layer_tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long table, one row per model and hooked layer: model, layer_index, layer, kind,
-    function, unit (channel | field | gate), units, dead, dormant, and the same counts in
-    physical channels: channels, dead_channels, dormant_channels (from the per-run
+    """Long table, one row per model and hooked layer: model, layer_index, layer (module
+    path), layer_name (stage and block), relative_depth, kind, function, unit (channel |
+    field | gate), units, dead, dormant, and the same counts in physical channels:
+    channels, dead_channels, dormant_channels (from the per-run
     :func:`equivox.dead_units.layer_table`)."""
-    columns = ["layer_index", "layer", "kind", "function", "unit", "units", "dead", "dormant",
-               "channels", "dead_channels", "dormant_channels"]
+    columns = ["layer_index", "layer", "layer_name", "relative_depth", "kind", "function", "unit",
+               "units", "dead", "dormant", "channels", "dead_channels", "dormant_channels"]
     return pd.concat([table[columns].assign(model=arch) for arch, table in layer_tables.items()],
                      ignore_index=True)[["model", *columns]]
 
@@ -219,17 +220,23 @@ def _dead_cell(dead, units, dead_channels, channels) -> str:
 
 
 def shown_dead_units(table: pd.DataFrame) -> pd.DataFrame:
-    """Layers (forward order) x models, each cell ``dead/units (dead/channels)``: units
-    are a plain channel, an escnn field or a gate; channels are physical (tensor)
-    channels, comparable across families. A total row sums both."""
-    counts = ["dead", "units", "dead_channels", "channels"]
-    cells = table.assign(cell=[_dead_cell(*row) for row in table[counts].itertuples(index=False)])
-    models = list(dict.fromkeys(table["model"]))
-    wide = cells.pivot(index="layer_index", columns="model", values="cell")[models].fillna("")
-    totals = table.groupby("model")[counts].sum()
-    wide.loc["total"] = [_dead_cell(*totals.loc[m, counts]) for m in models]
-    wide.columns.name = None
-    return wide.rename_axis("layer: dead/units (dead/channels)").reset_index().astype(str)
+    """Per model, its layers in forward order by readable name, each with its
+    nonlinearity and ``dead/units (dead/channels)`` and the same for dormant units;
+    then the model's total. Units are a plain channel, an escnn field or a gate;
+    channels are physical (tensor) channels, comparable across families."""
+    rows = []
+    for model, layers in table.groupby("model", sort=False):
+        for row in layers.itertuples(index=False):
+            rows.append({"model": model, "layer": row.layer_name, "nonlinearity": f"{row.function} ({row.kind})",
+                         "dead/units (channels)": _dead_cell(row.dead, row.units, row.dead_channels, row.channels),
+                         "dormant/units (channels)": _dead_cell(row.dormant, row.units, row.dormant_channels,
+                                                                row.channels)})
+        total = layers[["dead", "dormant", "units", "dead_channels", "dormant_channels", "channels"]].sum()
+        rows.append({"model": model, "layer": "all layers", "nonlinearity": "",
+                     "dead/units (channels)": _dead_cell(*total[["dead", "units", "dead_channels", "channels"]]),
+                     "dormant/units (channels)": _dead_cell(*total[["dormant", "units", "dormant_channels",
+                                                                   "channels"]])})
+    return pd.DataFrame(rows).astype(str)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -241,7 +248,41 @@ def write_table(numbers: pd.DataFrame, shown: pd.DataFrame, csv_path, md_path, t
     # booktabs tabular, LaTeX special characters escaped, first column left, others right
     latex = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     Path(tex_path).write_text(latex.to_latex(column_format="l" + "r" * (len(shown.columns) - 1), hrules=True))
-    Path(html_path).write_text(shown.to_html(index=False, border=0, justify="left"))
+    Path(html_path).write_text(html_page(shown, Path(html_path).stem))
+
+
+HTML_STYLE = """
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 1em; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.3em 0.8em; text-align: right; white-space: nowrap; }
+thead th { position: sticky; top: 0; background: #f0f0f0; border-bottom: 2px solid #555; vertical-align: bottom; }
+tbody tr:nth-child(even) { background: #f8f8f8; }
+tbody tr:hover { background: #e6eefc; }
+tbody tr:last-child td { border-bottom: 1px solid #555; }
+"""
+"""Style of the HTML tables: numbers right-aligned in tabular figures, text columns
+left, a sticky header, banded rows."""
+
+
+def _is_text_column(values: pd.Series) -> bool:
+    """A column of words (model, family, layer names), not of numbers or intervals."""
+    shown = [str(v) for v in values if str(v) not in ("", "–")]
+    return bool(shown) and all(not (v[0].isdigit() or v[0] in "-−+.") for v in shown)
+
+
+def html_page(shown: pd.DataFrame, title: str) -> str:
+    """``shown`` as a standalone HTML page, styled for reading (:data:`HTML_STYLE`)."""
+    left = [i for i, column in enumerate(shown.columns, start=1) if _is_text_column(shown[column])]
+    align = "".join(f"td:nth-child({i}), th:nth-child({i}) {{ text-align: left; }}\n" for i in left)
+    return html_document(title, shown.to_html(index=False, border=0, justify="left"), align)
+
+
+def html_document(title: str, body: str, style: str = "") -> str:
+    """A standalone HTML page around ``body`` (HTML), in :data:`HTML_STYLE` plus ``style``."""
+    from html import escape
+
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
+            f"<style>{HTML_STYLE}{style}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
 TABLES = ("results", "baselines", "speed", "dead_units")

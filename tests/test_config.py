@@ -43,6 +43,13 @@ def test_the_demo_config_passes():
     ({"train": {"models": ["arch_nope"]}}, ["train.models", "arch_nope", "allowed:"]),
     # the encoders' input side (equivox.task.INPUT_SIDE), checked before any view is made
     ({"views": {"length_voxels": 19}}, ["views.length_voxels", "19 voxels", "allowed: 21"]),
+    # a mistyped facet key would put every run into one "no <key>" panel
+    ({"analysis": {"figures": {"facet": "layuot"}}},
+     ["analysis.figures.facet", "'layuot'", "allowed:", "family", "layout", "null"]),
+    # a key only models outside train.models have
+    ({"analysis": {"figures": {"facet": "block"}},
+      "train": {"models": ["arch_3_width_2_repeats_1", "plain_arch_3_width_2_repeats_1"]}},
+     ["analysis.figures.facet", "'block'", "allowed:"]),
 ])
 def test_constraint_errors_name_the_key(sections, words):
     with pytest.raises(ConfigError) as error:

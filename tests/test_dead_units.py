@@ -12,6 +12,7 @@ from torch import nn
 from equivox.config import default_config, load_schema
 from equivox.dead_units import (FOURIER_RESPONSES, ActivityRecorder, hist_columns, layer_table,
                                 measure_activity)
+from equivox.layer_names import layer_names
 from equivox.models import build_model, fields
 
 PLAIN = {"family": "plain_cnn", "layout": "arch_3", "width": 2, "repeats": 0, "head_channels": [8]}
@@ -195,6 +196,10 @@ def test_relu_channel_forced_negative_is_dead_and_the_rest_of_its_layer_is_not()
     assert row[hist_columns()[0]] == 1 and row[hist_columns()[-1]] == 1
     assert list(table["layer"]) == ["encoder.2", "encoder.5", "encoder.8", "encoder.11", "encoder.13",
                                     "head.1"]
+    assert list(table["layer_name"]) == list(table["layer"])  # no names given: the paths
+    assert list(table["relative_depth"]) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    named = layer_table(layers, tau=0.1, names=layer_names(model, PLAIN))
+    assert list(named["layer_name"]) == ["conv 1", "conv 2", "conv 3", "conv 4", "conv 5", "head 1"]
     assert (table[hist_columns()].sum(axis=1) == table["units"]).all()
     assert (table["channels"] == table["units"]).all()
 
@@ -231,8 +236,10 @@ def test_escnn_fourier_field_forced_negative_is_dead_and_dormant(escnn_model):
                      ("fourier", 4, 96 * 3 ** 3), ("fourier", 4, 96), ("pointwise", 8, 1)]
     np.testing.assert_array_equal(layers[4].fraction_active, [0.0, 1.0, 1.0, 1.0])
     assert layers[4].dormancy()[0] == 0.0  # ELU: the field sits at elu(-c) < 0, its resting side
-    table = layer_table(layers, tau=0.1)
+    table = layer_table(layers, tau=0.1, names=layer_names(escnn_model, ESCNN))
     assert tuple(table.loc[4, ["dead", "dormant", "dead_channels", "channels"]]) == (1, 1, 35, 140)
+    # the plain twin's names, layer for layer
+    assert list(table["layer_name"]) == ["conv 1", "conv 2", "conv 3", "conv 4", "conv 5", "head 1"]
     assert list(table["unit"]) == ["field"] * 5 + ["channel"]
     assert (table.loc[:3, "mean_fraction_active"] > 0).all()
 

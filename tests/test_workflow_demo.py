@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.browser import Browser, chromium
 from tests.workflow_helpers import REPO, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -133,11 +134,41 @@ def test_dead_units_table_equals_the_per_run_analyses(demo):
             [(r["layer"], r["units"], r["dead"]) for r in layers], arch
 
 
-def test_report_builds(demo):
+def built_report(demo) -> Path:
+    """report.html of the demo, built once (snakemake --report)."""
     source, workdir, _ = demo
-    snakemake(workdir, "--report", "report.html", snakefile=source / "Snakefile")
-    html = (workdir / "report.html").read_text(errors="replace")
+    report = workdir / "report.html"
+    if not report.exists():
+        snakemake(workdir, "--report", "report.html", snakefile=source / "Snakefile")
+    return report
+
+
+def test_report_builds(demo):
+    html = built_report(demo).read_text(errors="replace")
     assert "test_results.svg" in html and "validation_vs_steps.svg" in html
+    assert "run_description.html" in html and "What was run" in html
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium not installed (apt-get install chromium): "
+                                               "the report is not checked in a browser")
+def test_report_renders_in_a_browser_without_errors(demo):
+    """The main page (the workflow description), one figure and the run description load
+    in headless chromium with no console error, uncaught exception or failed load."""
+    report = built_report(demo)
+    with Browser() as browser:
+        assert browser.open(report.as_uri()) == []
+        assert browser.evaluate("document.body.innerText.includes('What was run')")
+        for name, kind in (("test_results.svg", "img"), ("run_description.html", "html")):
+            path = browser.evaluate(f"Object.keys(results).find(p => p.endsWith('/{name}'))")
+            assert path, name
+            browser.evaluate(f"app.showResultInfo({path!r}); app.setView({{content: {kind!r}, "
+                             f"contentPath: results[{path!r}].data_uri}}); true", settle_s=1.5)
+            shown = browser.evaluate(
+                f"(() => {{ const el = [...document.querySelectorAll({'img' if kind == 'img' else 'iframe'!r})]"
+                f".find(e => e.src === results[{path!r}].data_uri); "
+                f"return el ? (el.tagName === 'IMG' ? el.complete && el.naturalWidth > 100 : true) : false }})()")
+            assert shown, name
+        assert browser.errors == []
 
 
 def test_rerun_has_nothing_to_do_and_a_plot_edit_reruns_only_its_figure(demo):
@@ -160,10 +191,11 @@ def test_editing_analysis_or_test_set_options_retrains_nothing(demo):
     source, workdir, _ = demo
     proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile",
                      config={"analysis": {"figures": {"smoothing": 0.3}}})
-    assert planned_rules(proc) == {"plot_curves", "paper_figures"}, proc.stdout[-3000:]
+    # describe_run: the report's run description shows the whole config
+    assert planned_rules(proc) == {"plot_curves", "paper_figures", "describe_run"}, proc.stdout[-3000:]
     proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile",
                      config={"train": {"num_workers": 3, "keep_checkpoints": 4}})
-    assert planned_rules(proc) == set(), proc.stdout[-3000:]
+    assert planned_rules(proc) == {"describe_run"}, proc.stdout[-3000:]
     proc = snakemake(workdir, "all", "-n", snakefile=source / "Snakefile", config={"views": {"n_test": 128}})
     planned = planned_rules(proc)
     assert "views" in planned and "evaluate_test" in planned, proc.stdout[-3000:]

@@ -172,7 +172,8 @@ def final_outputs():
                 for kind, ext in (("dead_units", "tsv"), ("test", "json"), ("equivariance", "json"))]
     tables = [f"{RESULTS}/tables/{name}.html" for name in (*paper_tables(), *OWN_RULE_TABLES)]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
-            f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files()]
+            f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files(),
+            f"{RESULTS}/report/run_description.html"]
 
 
 def print_summary(snakemake_logs, failed):

@@ -1,5 +1,25 @@
 # Paper figures and tables from the run records and analyses, one rule and script per
-# figure, captions in workflow/report/ (docs/analyses.md).
+# figure, captions in workflow/report/ (docs/analyses.md); the report's run description.
+
+
+rule describe_run:
+    input:
+        summary=f"{RESULTS}/origins.summary.tsv",
+        runs=expand(f"{RESULTS}/runs/{{arch}}/final/run.json", arch=ARCHITECTURES),
+    output:
+        html=report(f"{RESULTS}/report/run_description.html", caption="../report/run_description.rst",
+                    category="Run", labels={"page": "run description"}),
+    params:
+        code=code_of("scripts/describe_run.py"),
+        # the whole validated config is what the page shows: any config edit remakes it
+        config=config,
+        repo=workflow.basedir,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/describe_run.log",
+    script:
+        "../../scripts/describe_run.py"
 
 
 rule plot_curves:
