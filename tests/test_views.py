@@ -43,7 +43,7 @@ def test_view_b_sits_across_the_labelled_face(sampler):
         pair = sampler.sample(i)
         step = (pair.centres_A[1] - pair.centres_A[0]) @ pair.rotation  # in view A's axes
         np.testing.assert_allclose(step, p.offset_A * FACES[pair.label], atol=1e-9)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         assert atoms.density(pair.centres_A[1], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4
         labels.append(pair.label)
     assert len(set(labels)) >= 5
@@ -66,8 +66,7 @@ def test_examples_are_deterministic_per_index(small_db, sampler):
 
 def test_cropping_loses_no_atom_that_touches_the_view(sampler):
     pair = sampler.sample(5)
-    row = next(s for s in sampler.structures if s["id"] == pair.structure_id)
-    atoms = sampler._atoms(row)
+    atoms = sampler.atoms(pair.structure_id)
     image_p = sampler.params.image
     for view in (0, 1):
         local = (atoms.coords_A - pair.centres_A[view]) @ pair.rotation
@@ -158,7 +157,7 @@ def test_no_atom_touches_both_views_at_the_default_padding(small_db, padding_A, 
     shared = 0
     for i in range(30):
         pair = sampler.sample(i)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         touches = [cube_overlap((atoms.coords_A - pair.centres_A[v]) @ pair.rotation, atoms.radii_A,
                                 params.image.length_A / 2) for v in (0, 1)]
         assert touches[0].any() and touches[1].any()
@@ -197,7 +196,7 @@ def test_all_faces_rule_uses_only_origins_with_six_dense_neighbours(small_db):
     labels = []
     for i in range(120):
         pair = sampler.sample(i)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         for face in FACES:
             centre = pair.centres_A[0] + params.offset_A * pair.rotation @ face
             assert atoms.density(centre, 9.0) >= 5 - 1e-4
