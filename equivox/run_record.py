@@ -65,7 +65,7 @@ class TrainSettings:
     is the one way to build these from the validated config."""
     arch: str
     spec: dict                      # the architecture's entry in the architecture set
-    origin_db: str
+    atom_pack: str                  # training split's atom pack (or an origin DB, packed in memory)
     val_views: str
     view_config: dict               # config keys "views" and "origins"
     data: dict                      # config the origin DB and val set were made from
@@ -97,7 +97,7 @@ WORKFLOW_TRAIN_KEYS = ("architectures", "models", "resources", "max_steps_per_mo
 def settings_from_config(train: dict, arch: str, **fields) -> TrainSettings:
     """The settings of architecture ``arch``'s run from a validated config ``train``
     section (defaults filled by the schema) and the ``fields`` the workflow supplies
-    (``spec``, ``origin_db``, ``val_views``, ``view_config``, ``data``,
+    (``spec``, ``atom_pack``, ``val_views``, ``view_config``, ``data``,
     ``train_shards``, ``code``). ``max_steps_per_model`` overrides ``max_steps``."""
     values = {k: v for k, v in train.items() if k not in WORKFLOW_TRAIN_KEYS}
     values["max_steps"] = (train["max_steps_per_model"] or {}).get(arch, train["max_steps"])

@@ -184,7 +184,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     sessions = record_session(run_dir, device)
 
     view_params = ViewParams.from_config(s.view_config)
-    sampler = ViewPairSampler(s.origin_db, "train", view_params, seed=s.seed)
+    sampler = ViewPairSampler(s.atom_pack, "train", view_params, seed=s.seed)
     epoch_size = s.epoch_size or sum(r["n_origins"] for r in sampler.structures)
 
     # model and optimizer

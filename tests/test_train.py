@@ -43,7 +43,7 @@ def settings(small_db, val_views, **overrides):
     FillingValidator(load_schema("config")["properties"]["train"]).validate(train)
     base = dict(batch_size=4, max_steps=12, log_every=2, val_every=4, checkpoint_every=4, num_workers=1, seed=7)
     train.update({k: v for k, v in {**base, **overrides}.items() if k in train})
-    fields = dict(spec=TINY, origin_db=str(small_db), val_views=str(val_views), view_config=VIEW_CONFIG,
+    fields = dict(spec=TINY, atom_pack=str(small_db), val_views=str(val_views), view_config=VIEW_CONFIG,
                   data={}, train_shards=[], code="")
     fields.update({k: v for k, v in overrides.items() if k in fields})
     return settings_from_config(train, "tiny", **fields)
