@@ -118,21 +118,34 @@ class AtomPack:
         """From ``(structure_id, first_origin_id, columns, origins_A (M, 3))`` per structure,
         in ascending id; ``columns`` as :func:`structure_atoms` returns them."""
         structures = list(structures)
+        atoms = {name: np.concatenate([np.zeros(0, dtype)] + [c[name] for _, _, c, _ in structures])
+                 for name, dtype in ATOM_ARRAYS.items()}
+        return cls.from_arrays(
+            atoms, atom_counts=[len(c["x"]) for _, _, c, _ in structures],
+            structure_id=[s[0] for s in structures], first_origin_id=[s[1] for s in structures],
+            origins_A=np.concatenate([np.zeros((0, 3))] + [s[3] for s in structures]),
+            origin_counts=[len(s[3]) for s in structures], split=split, params=params)
+
+    @classmethod
+    def from_arrays(cls, atoms: dict[str, np.ndarray], atom_counts, structure_id, first_origin_id,
+                    origins_A: np.ndarray, origin_counts, split: str, params) -> "AtomPack":
+        """From the atom columns of every structure concatenated (:data:`ATOM_ARRAYS`, each
+        structure's atoms sorted by x), atoms and origins per structure, the origins."""
+        arrays = {name: np.asarray(atoms[name]).astype(dtype, copy=False) for name, dtype in ATOM_ARRAYS.items()}
+        atom_start = np.concatenate([[0], np.cumsum(atom_counts, dtype=np.int64)]).astype(np.int64)
         table = radius_table(params)
-        sizes = [len(columns["x"]) for _, _, columns, _ in structures]
-        arrays = {name: (np.concatenate([c[name] for _, _, c, _ in structures]).astype(dtype)
-                         if structures else np.zeros(0, dtype))
-                  for name, dtype in ATOM_ARRAYS.items()}
+        radii = np.concatenate([table[arrays["radius_class"]], [0]]).astype(np.float32)
+        nonempty = np.diff(atom_start) > 0
+        max_radius = np.zeros(len(atom_start) - 1, np.float32)
+        if nonempty.any():
+            max_radius[nonempty] = np.maximum.reduceat(radii, atom_start[:-1][nonempty])
         arrays.update(
-            structure_id=np.array([s[0] for s in structures], dtype=np.int64),
-            first_origin_id=np.array([s[1] for s in structures], dtype=np.int64),
-            atom_start=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            origin_start=np.concatenate([[0], np.cumsum([len(s[3]) for s in structures])]).astype(np.int64),
-            max_radius_A=np.array([table[c["radius_class"]].max(initial=0) for _, _, c, _ in structures],
-                                  dtype=np.float32),
-            radius_table_A=table,
-            origins_A=(np.concatenate([s[3] for s in structures]).astype(np.float32)
-                       if structures else np.zeros((0, 3), np.float32)))
+            structure_id=np.asarray(structure_id, dtype=np.int64),
+            first_origin_id=np.asarray(first_origin_id, dtype=np.int64),
+            atom_start=atom_start,
+            origin_start=np.concatenate([[0], np.cumsum(origin_counts, dtype=np.int64)]).astype(np.int64),
+            max_radius_A=max_radius, radius_table_A=table,
+            origins_A=np.asarray(origins_A, dtype=np.float32).reshape(-1, 3))
         return cls(arrays, split, pack_params(params))
 
     def __len__(self) -> int:

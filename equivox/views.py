@@ -92,6 +92,11 @@ def view_b_centre(centre_A: np.ndarray, rotation: np.ndarray, face: int, offset_
     return centre_A + offset_A * rotation @ FACES[face]
 
 
+def view_b_centres(centre_A: np.ndarray, rotation: np.ndarray, offset_A: float) -> np.ndarray:
+    """(6, 3) :func:`view_b_centre` of every face, in label order (the same numbers)."""
+    return centre_A + offset_A * (FACES @ rotation.T)
+
+
 _SLAB_SLACK_A = 1e-3
 """The float32 x bounds of a ball query's slab are widened by this; membership is then
 decided exactly, in float64."""
@@ -139,10 +144,13 @@ class StructureAtoms:
         bounds = np.array([centre_A[0] - radius_A - _SLAB_SLACK_A, centre_A[0] + radius_A + _SLAB_SLACK_A],
                           dtype=np.float32)
         first, last = self.x.searchsorted(bounds)
-        dx = self.x[first:last].astype(np.float64) - centre_A[0]
-        dy = self.y[first:last].astype(np.float64) - centre_A[1]
-        dz = self.z[first:last].astype(np.float64) - centre_A[2]
-        return first, dx * dx + dy * dy + dz * dz <= radius_A * radius_A, dx, dy, dz
+        dx = np.subtract(self.x[first:last], centre_A[0], dtype=np.float64)
+        dy = np.subtract(self.y[first:last], centre_A[1], dtype=np.float64)
+        dz = np.subtract(self.z[first:last], centre_A[2], dtype=np.float64)
+        d2 = dx * dx
+        d2 += dy * dy
+        d2 += dz * dz
+        return first, d2 <= radius_A * radius_A, dx, dy, dz
 
     def density(self, centre_A: np.ndarray, radius_A: float) -> float:
         """Occupancy-weighted count of atoms within ``radius_A`` (the origin criterion)."""
@@ -216,7 +224,7 @@ class ViewPairSampler:
             centre = pack.origins_A[pack.origin_start[s] + k].astype(np.float64)
             rotation = random_rotation(rng)
             atoms = StructureAtoms(pack, s)
-            centres_b = [view_b_centre(centre, rotation, f, p.offset_A) for f in range(6)]
+            centres_b = view_b_centres(centre, rotation, p.offset_A)
             ok = [f for f in range(6)
                   if atoms.density(centres_b[f], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4]
             if len(ok) == 6 or (ok and not p.require_all_faces):
