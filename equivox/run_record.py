@@ -47,12 +47,19 @@ METRIC_COLUMNS = (
     "kind", "step", "epoch", "examples_seen", "compute_s", "wall_time_utc", "train_loss",
     "train_accuracy", "val_loss", "val_accuracy", "iterations_per_s", "examples_per_s",
     "data_wait_fraction", "gpu_mem_allocated_peak_bytes", "gpu_mem_reserved_peak_bytes",
-    "gpu_model", "host_rss_bytes",
+    "gpu_model", "host_rss_bytes", "data_wait_s", "model_s", "gpu_util_percent",
 )
+"""``compute_s``: seconds of the training loop so far (steps and validations, data waits
+included); ``data_wait_s``: of those, seconds spent waiting for a training batch;
+``model_s = compute_s - data_wait_s``: the model's own time, which the compute budget
+(``max_compute_h``) counts and the comparison figures draw; ``gpu_util_percent``: mean
+NVML utilisation since the previous ``train`` row (empty without a GPU). The three
+seconds columns are cumulative over the lineage, resumes included."""
 # columns that depend on the machine and the clock, not on the computation
 TIMING_COLUMNS = ("compute_s", "wall_time_utc", "iterations_per_s", "examples_per_s",
                   "data_wait_fraction", "gpu_mem_allocated_peak_bytes",
-                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes")
+                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes", "data_wait_s", "model_s",
+                  "gpu_util_percent")
 SUPERSEDED = "superseded"
 LINEAGE_FILE = "lineage.json"
 KEPT_ON_SUPERSEDE = ("settings.yaml", SUPERSEDED)

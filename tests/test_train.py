@@ -101,6 +101,12 @@ def test_run_record_is_complete(small_db, val_views, tmp_path):
         assert float(r["iterations_per_s"]) > 0 and 0 <= float(r["data_wait_fraction"]) <= 1
         assert int(r["host_rss_bytes"]) > 0 and float(r["compute_s"]) > 0
     assert float(train_rows[-1]["compute_s"]) <= float(val_rows[-1]["compute_s"])
+    waits = [float(r["data_wait_s"]) for r in train_rows]
+    assert waits == sorted(waits) and waits[-1] > 0  # cumulative; the first batch is always waited for
+    for r in train_rows + val_rows:
+        assert float(r["model_s"]) == pytest.approx(float(r["compute_s"]) - float(r["data_wait_s"]), abs=2e-3)
+        assert r["gpu_util_percent"] == ""  # CPU run: no NVML sampling
+    assert summary["model_s"] == pytest.approx(summary["compute_s"] - summary["data_wait_s"])
     final = run / "final"
     weights = torch.load(final / "weights.pt", weights_only=False)
     assert weights["arch"] == "tiny" and weights["spec"] == TINY
