@@ -27,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from bench_data import cpu_name  # benchmarks/ is on the path of a script run from it
 
 from equivox.atom_pack import ATOM_ARRAYS, AtomPack, open_pack, structure_atoms, write_pack
 from equivox.atoms import load_structure, nonbiological_residues, read_structure, write_structure
@@ -66,47 +67,31 @@ def rotations(rng: np.random.Generator, n: int) -> np.ndarray:
                      np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], 1)
 
 
-def synthetic_pack(real, n_structures: int, params: ViewParams, seed: int = 0, chunk: int = 250) -> AtomPack:
-    """``n_structures`` synthetic structures of :data:`PIECES` transformed real ones each."""
+def synthetic_pack(real, n_structures: int, params: ViewParams, seed: int = 0) -> AtomPack:
+    """``n_structures`` synthetic structures of :data:`PIECES` transformed real ones each:
+    one (n, 3) @ (3, 3) product per piece and one sort per structure, no per-atom Python."""
     rng = np.random.default_rng(seed)
-    sizes = np.array([len(c["x"]) for c, _ in real])
-    n_orig = np.array([len(o) for _, o in real])
-    starts, o_starts = np.concatenate([[0], np.cumsum(sizes)]), np.concatenate([[0], np.cumsum(n_orig)])
-    xyz = np.stack([np.concatenate([c[a] for c, _ in real]) for a in "xyz"], 1).astype(np.float64)
-    other = {name: np.concatenate([c[name] for c, _ in real]) for name in ATOM_ARRAYS if name not in "xyz"}
-    origins = np.concatenate([o for _, o in real]).astype(np.float64)
-    extent = max(np.linalg.norm(xyz[starts[i]:starts[i + 1]], axis=1).max() for i in range(len(real)))
+    coords = [np.stack([c["x"], c["y"], c["z"]], 1).astype(np.float32) for c, _ in real]
+    origins = [o.astype(np.float32) for _, o in real]
+    extent = max(np.linalg.norm(c, axis=1).max() for c in coords)
     spacing = 2 * extent + params.offset_A + 2 * params.image.length_A  # pieces never share a view
-    parts, atom_counts, origin_parts, origin_counts = [], [], [], []
-    for first in range(0, n_structures, chunk):
-        n = min(chunk, n_structures - first)
-        piece = rng.integers(len(real), size=n * PIECES)
-        rot = rotations(rng, n * PIECES)
-        angle = rng.uniform(0, 2 * np.pi, size=n)  # the pieces' line, across x
-        direction = np.stack([np.zeros(n), np.cos(angle), np.sin(angle)], 1)
-        shift = (np.arange(PIECES)[None, :, None] * spacing * direction[:, None, :]).reshape(-1, 3)
-
-        def moved(points, point_starts, counts):
-            which = np.repeat(np.arange(len(piece)), counts[piece])
-            src = np.repeat(point_starts[piece] - np.concatenate([[0], np.cumsum(counts[piece])[:-1]]),
-                            counts[piece]) + np.arange(counts[piece].sum())
-            return src, which, np.einsum("nj,nij->ni", points[src], rot[which]) + shift[which]
-
-        src, which, coords = moved(xyz, starts, sizes)
-        structure = which // PIECES
-        order = np.lexsort((coords[:, 0], structure))  # by structure, then x
-        columns = {"x": coords[order, 0], "y": coords[order, 1], "z": coords[order, 2],
-                   **{name: values[src[order]] for name, values in other.items()}}
-        parts.append(columns)
-        atom_counts.append(np.bincount(structure, minlength=n))
-        _, o_which, o_coords = moved(origins, o_starts, n_orig)
-        origin_parts.append(o_coords)  # per structure, in order: pieces are consecutive
-        origin_counts.append(np.bincount(o_which // PIECES, minlength=n))
-    atoms = {name: np.concatenate([p[name] for p in parts]) for name in ATOM_ARRAYS}
-    origin_counts = np.concatenate(origin_counts)
-    first_origin_id = np.concatenate([[1], 1 + np.cumsum(origin_counts)[:-1]])
-    return AtomPack.from_arrays(atoms, np.concatenate(atom_counts), np.arange(1, n_structures + 1),
-                                first_origin_id, np.concatenate(origin_parts), origin_counts, "train", params)
+    pieces = rng.integers(len(real), size=(n_structures, PIECES))
+    rot = rotations(rng, n_structures * PIECES).astype(np.float32).reshape(n_structures, PIECES, 3, 3)
+    angle = rng.uniform(0, 2 * np.pi, size=n_structures)  # the pieces' line, across x
+    line = np.stack([np.zeros(n_structures), np.cos(angle), np.sin(angle)], 1).astype(np.float32)
+    others = [name for name in ATOM_ARRAYS if name not in ("x", "y", "z")]
+    structures, next_origin = [], 1
+    for s in range(n_structures):
+        moved = [(coords[p] @ rot[s, j].T + j * spacing * line[s], origins[p] @ rot[s, j].T + j * spacing * line[s])
+                 for j, p in enumerate(pieces[s])]
+        xyz = np.concatenate([m[0] for m in moved])
+        order = np.argsort(xyz[:, 0], kind="stable")
+        columns = {"x": xyz[order, 0], "y": xyz[order, 1], "z": xyz[order, 2],
+                   **{name: np.concatenate([real[p][0][name] for p in pieces[s]])[order] for name in others}}
+        structure_origins = np.concatenate([m[1] for m in moved])
+        structures.append((s + 1, next_origin, columns, structure_origins))
+        next_origin += len(structure_origins)
+    return AtomPack.from_structures(structures, "train", params)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -188,13 +173,6 @@ def pair_steps(pack_path: Path, params: ViewParams, n_pairs: int, batch_size: in
     return {"sample (all tries)": sample_s, "6 densities (accepted origin)": density_s,
             "2 crops": crop_s, "voxelize + batch": voxelize_s, "_atoms_per_view": atoms,
             "_n": n_pairs}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None):

@@ -81,17 +81,25 @@ def test_splits_use_only_their_structures(small_db):
     assert {val.sample(i).structure_id for i in range(20)} == {s["id"] for s in val.structures}
 
 
-@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker")
-def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler):
-    dataset = ViewPairDataset(sampler, epoch_size=22)
+def loader_and_serial_batches(sampler, n_pairs: int, batch_size: int, workers: int, context: str):
+    """(batches of a DataLoader with ``workers`` processes, the same pairs collated in this
+    process), images made in the workers; checks that they are equal."""
+    dataset = ViewPairDataset(sampler, epoch_size=n_pairs)
     collate = CollateImages(sampler.params.image)
-    serial = collate([dataset[i] for i in range(22)])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=4, collate_fn=collate,
-                                         multiprocessing_context=mp.get_context("fork"))
+    serial = collate([dataset[i] for i in range(n_pairs)])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                         multiprocessing_context=mp.get_context(context))
     batches = list(loader)
-    assert [len(b[1]) for b in batches] == [8, 8, 6]           # incomplete last batch
     torch.testing.assert_close(torch.cat([b[0] for b in batches]), serial[0])
     torch.testing.assert_close(torch.cat([b[1] for b in batches]), serial[1])
+    return batches, serial
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker")
+def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler):
+    batches, serial = loader_and_serial_batches(sampler, 22, batch_size=8, workers=4, context="fork")
+    assert [len(b[1]) for b in batches] == [8, 8, 6]           # incomplete last batch
+    dataset = ViewPairDataset(sampler, epoch_size=22)
     assert serial[0].shape == (22, 2, 4, 21, 21, 21) and serial[0].dtype == torch.float32
     # atoms shipped and voxelized "on the device" give the same images
     packed, labels = collate_atoms([dataset[i] for i in range(22)])
