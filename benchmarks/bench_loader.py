@@ -8,8 +8,8 @@ written as an atom pack (equivox/atom_pack.py). For each size it then runs the t
 DataLoader path (ViewPairDataset + CollateImages, one worker, the study's view
 parameters: the config schema's defaults) and reads the worker's CPU time and memory
 from /proc: pairs per CPU-second of the worker (wall time is shared with whatever else
-runs), its RSS, and the part of the RSS that is private (anonymous) rather than pages of
-the shared pack and libraries. It also times each step of a pair in this process.
+runs), its RSS, the anonymous part (the worker's own heap) and the file-backed part
+(pages of the shared pack and of libraries). It also times each step of a pair in this process.
 
     python benchmarks/bench_loader.py                    # 60, 1000, 8000 structures
     python benchmarks/bench_loader.py --quick            # fewer pairs per size
@@ -18,6 +18,7 @@ the shared pack and libraries. It also times each step of a pair in this process
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import platform
 import tempfile
@@ -94,16 +95,23 @@ def synthetic_pack(real, n_structures: int, params: ViewParams, seed: int = 0) -
     return AtomPack.from_structures(structures, "train", params)
 
 
+def _build(real, size: int, params: ViewParams, path: Path) -> None:
+    write_pack(path, synthetic_pack(real, size, params, seed=size))
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_memory_mb(pid: int) -> dict[str, float]:
+    """From /proc/pid/status: VmRSS; RssAnon, the worker's heap (pages it shares
+    copy-on-write with the process that forked it included); RssFile, file pages in
+    memory (the pack's, shared through the page cache, and the libraries')."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+        if key in ("VmRSS", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0]) / 1024
     return out
 
@@ -196,15 +204,18 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for size in args.sizes:
-            t0 = time.perf_counter()
-            pack = synthetic_pack(real, size, params, seed=size)
-            build_s = time.perf_counter() - t0
             path = Path(tmp) / f"train_{size}.pack"
-            write_pack(path, pack)
-            n_atoms, n_origins = len(pack.x), len(pack.origins_A)
-            del pack
+            # built in a child: this process stays as small as a trainer's, whose memory
+            # the loader worker inherits when it forks
+            t0 = time.perf_counter()
+            child = mp.get_context("fork").Process(target=_build, args=(real, size, params, path))
+            child.start()
+            child.join()
+            build_s = time.perf_counter() - t0
             mapped = open_pack(path)
-            assert len(mapped) == size
+            assert child.exitcode == 0 and len(mapped) == size
+            n_atoms, n_origins = len(mapped.x), len(mapped.origins_A)
+            del mapped
             rate = loader_rate(path, params, n_pairs, args.batch_size, warmup=3)
             steps = pair_steps(path, params, min(n_pairs, 1024), args.batch_size)
             rows.append((size, n_atoms, n_origins, path.stat().st_size / 2**20, build_s, rate, steps))
@@ -213,12 +224,12 @@ def main(argv=None):
             path.unlink()
     base = rows[0][5]["pairs_per_cpu_s"]
     print("\n| training structures | atoms | origins | pack MB | build s | pairs per CPU-second | vs first "
-          "| worker RSS MB | of which private MB | of which file-backed MB |")
+          "| worker RSS MB | anonymous MB | file-backed MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size, n_atoms, n_origins, mb, build_s, rate, _ in rows:
         print(f"| {size:,} | {n_atoms:,} | {n_origins:,} | {mb:.0f} | {build_s:.1f} | {rate['pairs_per_cpu_s']:.0f} "
               f"| {rate['pairs_per_cpu_s'] / base:.2f}x | {rate['VmRSS']:.0f} | {rate['RssAnon']:.0f} "
-              f"| {rate['RssFile'] + rate.get('RssShmem', 0):.0f} |")
+              f"| {rate['RssFile']:.0f} |")
     print("\nper pair, microseconds of CPU (this process, one thread):")
     names = [k for k in rows[0][6] if not k.startswith("_")]
     print("| training structures | " + " | ".join(names) + " | atoms per view |")
