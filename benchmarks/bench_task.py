@@ -30,9 +30,10 @@ def qualifying_share(sampler: ViewPairSampler, n_origins: int, rng) -> tuple[flo
     p = sampler.params
     any_ok = all_ok = 0
     for _ in range(n_origins):
-        row = sampler.structures[rng.choice(len(sampler.structures), p=sampler.weights)]
-        _, centre = sampler.db.origin(row["first_origin_id"] + int(rng.integers(row["n_origins"])))
-        atoms = sampler._atoms(row)
+        s = rng.choice(len(sampler.structures), p=sampler.weights)
+        pack = sampler.pack
+        centre = pack.origins_A[pack.origin_start[s] + rng.integers(pack.n_origins[s])].astype(np.float64)
+        atoms = sampler.atoms(int(pack.structure_id[s]))
         rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
         dense = sum(atoms.density(centre + p.offset_A * rotation @ face, p.origins.radius_A)
                     >= p.origins.min_nearby_atoms - 1e-4 for face in FACES)

@@ -49,8 +49,9 @@ CURVES = {"validation": ("val", (("val_accuracy", "validation accuracy"),
                                  ("train_loss", "training loss (nats)")))}
 """Curve figures: name -> (metrics.csv row kind, ((column, axis label) of accuracy, of loss))."""
 X_AXES = ("steps", "compute")
-"""Curve x axes: steps, or training compute (compute_s, in hours, minutes or seconds,
-whichever suits the longest run)."""
+"""Curve x axes: steps, or the model's own training time (metrics.csv ``model_s``: compute
+less data waits, what the compute budget counts; in hours, minutes or seconds, whichever
+suits the longest run)."""
 TIME_UNITS = ((3600.0, "hours"), (60.0, "minutes"), (1.0, "seconds"))
 
 
@@ -162,9 +163,9 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
     kind, metrics = CURVES[curve]
     x_scale, x_label = 1.0, "steps"
     if x == "compute":
-        longest_s = max(run.metrics["compute_s"].max() for run in runs)
+        longest_s = max(run.metrics["model_s"].max() for run in runs)
         x_scale, unit = next((s, u) for s, u in TIME_UNITS if longest_s >= s or s == 1.0)
-        x_label = f"training compute ({unit})"
+        x_label = f"model time, data waits excluded ({unit})"
     groups = facet_groups(runs, facet)
     baseline_name, baseline_accuracy = best_baseline(baselines, "val")
     colours = model_colours([run.arch for run in runs])
@@ -176,7 +177,7 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
             ax = axes[row, col]
             for run in group:
                 data = run.rows(kind)
-                xs = data["step" if x == "steps" else "compute_s"].to_numpy(float) / x_scale
+                xs = data["step" if x == "steps" else "model_s"].to_numpy(float) / x_scale
                 ys = data[metric].to_numpy(float)
                 colour = colours[run.arch]
                 few = len(ys) < MIN_SMOOTHED_POINTS  # drawn as measured: points stand out

@@ -235,6 +235,12 @@ class OriginDB:
             raise KeyError(f"{self.path}: no origin with id {origin_id} (valid: 1..{self.n_origins})")
         return row[0], np.asarray(row[1:], dtype=np.float64)
 
+    def structure_origins(self, structure_id: int) -> np.ndarray:
+        """(M, 3) float64 origins of one structure, in origin-id order."""
+        rows = self.con.execute("SELECT x, y, z FROM origins WHERE structure_id = ? ORDER BY id",
+                                (int(structure_id),)).fetchall()
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
     def close(self):
         if self._con is not None and self._pid == os.getpid():
             self._con.close()

@@ -47,12 +47,19 @@ METRIC_COLUMNS = (
     "kind", "step", "epoch", "examples_seen", "compute_s", "wall_time_utc", "train_loss",
     "train_accuracy", "val_loss", "val_accuracy", "iterations_per_s", "examples_per_s",
     "data_wait_fraction", "gpu_mem_allocated_peak_bytes", "gpu_mem_reserved_peak_bytes",
-    "gpu_model", "host_rss_bytes",
+    "gpu_model", "host_rss_bytes", "data_wait_s", "model_s", "gpu_util_percent",
 )
+"""``compute_s``: seconds of the training loop so far (steps and validations, data waits
+included); ``data_wait_s``: of those, seconds spent waiting for a training batch;
+``model_s = compute_s - data_wait_s``: the model's own time, which the compute budget
+(``max_compute_h``) counts and the comparison figures draw; ``gpu_util_percent``: mean
+NVML utilisation since the previous ``train`` row (empty without a GPU). The three
+seconds columns are cumulative over the lineage, resumes included."""
 # columns that depend on the machine and the clock, not on the computation
 TIMING_COLUMNS = ("compute_s", "wall_time_utc", "iterations_per_s", "examples_per_s",
                   "data_wait_fraction", "gpu_mem_allocated_peak_bytes",
-                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes")
+                  "gpu_mem_reserved_peak_bytes", "gpu_model", "host_rss_bytes", "data_wait_s", "model_s",
+                  "gpu_util_percent")
 SUPERSEDED = "superseded"
 LINEAGE_FILE = "lineage.json"
 KEPT_ON_SUPERSEDE = ("settings.yaml", SUPERSEDED)
@@ -65,7 +72,7 @@ class TrainSettings:
     is the one way to build these from the validated config."""
     arch: str
     spec: dict                      # the architecture's entry in the architecture set
-    origin_db: str
+    atom_pack: str                  # training split's atom pack (or an origin DB, packed in memory)
     val_views: str
     view_config: dict               # config keys "views" and "origins"
     data: dict                      # config the origin DB and val set were made from
@@ -97,7 +104,7 @@ WORKFLOW_TRAIN_KEYS = ("architectures", "models", "resources", "max_steps_per_mo
 def settings_from_config(train: dict, arch: str, **fields) -> TrainSettings:
     """The settings of architecture ``arch``'s run from a validated config ``train``
     section (defaults filled by the schema) and the ``fields`` the workflow supplies
-    (``spec``, ``origin_db``, ``val_views``, ``view_config``, ``data``,
+    (``spec``, ``atom_pack``, ``val_views``, ``view_config``, ``data``,
     ``train_shards``, ``code``). ``max_steps_per_model`` overrides ``max_steps``."""
     values = {k: v for k, v in train.items() if k not in WORKFLOW_TRAIN_KEYS}
     values["max_steps"] = (train["max_steps_per_model"] or {}).get(arch, train["max_steps"])

@@ -18,7 +18,7 @@ differs from the recorded one (everything but max_steps, max_compute_h, num_work
 keep_checkpoints; the training code's fingerprint included), the old lineage is moved
 to ``superseded/<time>_<fingerprint>/`` with a reason.txt and training starts fresh.
 
-A checkpoint is a plain dict (model, optimizer, step, examples seen, compute seconds,
+A checkpoint is a plain dict (model, optimizer, step, examples seen, compute and data-wait seconds,
 every RNG state). Example ``i`` of training is a pure function of (seed, i), so resuming
 at step s restarts the data at example ``s * batch_size`` and reproduces the same run:
 on CPU the weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
@@ -48,6 +48,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from .atomic import inject_disk_full, remove_stray_tmp, write_json
+from .gpu_monitor import GpuUtilisation
 from .run_record import (EXIT_INTERRUPTED, METRIC_COLUMNS, TrainSettings, append_metrics_row,
                          read_metrics, rewrite_metrics, set_status, settings_fingerprint, utc_now,
                          write_run_config)
@@ -184,7 +185,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     sessions = record_session(run_dir, device)
 
     view_params = ViewParams.from_config(s.view_config)
-    sampler = ViewPairSampler(s.origin_db, "train", view_params, seed=s.seed)
+    sampler = ViewPairSampler(s.atom_pack, "train", view_params, seed=s.seed)
     epoch_size = s.epoch_size or sum(r["n_origins"] for r in sampler.structures)
 
     # model and optimizer
@@ -201,12 +202,13 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
 
-    step, examples_seen, compute_s = 0, 0, 0.0
+    step, examples_seen, compute_s, data_wait_s = 0, 0, 0.0, 0.0
     if checkpoint is not None:
         load_weights(model, checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         step, examples_seen, compute_s = checkpoint["step"], checkpoint["examples_seen"], checkpoint["compute_s"]
+        data_wait_s = checkpoint.get("data_wait_s", 0.0)
         set_rng_state(checkpoint["rng"])
         log.info("resumed %s from step %d (%.0f compute s so far)", s.arch, step, compute_s)
     state["step"] = step
@@ -216,18 +218,22 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     set_status(run_dir, "running", step=step)
 
     train_loader, val_loader, on_device = _data(s, sampler, view_params, step, device)
+    gpu_util = GpuUtilisation(device)
     stop = _StopRequest()
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=s.max_steps, initial=step, unit="step", disable=not show_bar, dynamic_ncols=True)
 
     def budget_left() -> bool:
+        """Steps left, and model time left: compute less data waits (run_record.METRIC_COLUMNS),
+        so that a model fed by a slow loader gets the same budget as one that is not."""
         return ((s.max_steps is None or step < s.max_steps)
-                and (s.max_compute_h is None or compute_s < s.max_compute_h * 3600))
+                and (s.max_compute_h is None or compute_s - data_wait_s < s.max_compute_h * 3600))
 
     def write_row(kind: str, **values) -> None:
         row = dict.fromkeys(METRIC_COLUMNS, "")
         row.update(kind=kind, step=step, epoch=f"{examples_seen / epoch_size:.6f}", examples_seen=examples_seen,
                    compute_s=f"{compute_s:.3f}", wall_time_utc=utc_now(), host_rss_bytes=host_rss_bytes(),
+                   data_wait_s=f"{data_wait_s:.3f}", model_s=f"{compute_s - data_wait_s:.3f}",
                    **gpu_fields(device), **values)
         append_metrics_row(metrics_path, row)
 
@@ -272,11 +278,12 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         # .item() synchronises: the timings are honest
         window.add(loss.item(), (logits.argmax(1) == labels).sum().item(), len(labels), t_data - t_step)
         compute_s += time.perf_counter() - t_step
+        data_wait_s += t_data - t_step
         bar.update(1)
 
         if step % s.log_every == 0:
             row = window.row()
-            write_row("train", **row)
+            write_row("train", **row, gpu_util_percent=gpu_util.window_mean())
             bar.set_postfix(loss=row["train_loss"][:5], acc=row["train_accuracy"][:5])
             if not show_bar:
                 log.info("%s step %d: loss %s acc %s, %s it/s, data wait %s", s.arch, step, row["train_loss"],
@@ -287,7 +294,8 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         if step % s.checkpoint_every == 0 or stop.signal or not budget_left():
             save_checkpoint(run_dir, {
                 "model": weights_of(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "step": step, "examples_seen": examples_seen, "compute_s": compute_s, "rng": rng_state(),
+                "step": step, "examples_seen": examples_seen, "compute_s": compute_s,
+                "data_wait_s": data_wait_s, "rng": rng_state(),
                 "settings": asdict(s), "fingerprint": settings_fingerprint(s)}, s.keep_checkpoints)
         if stop.signal:
             bar.close()
@@ -296,6 +304,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
                         s.arch, stop.signal, step)
             raise SystemExit(EXIT_INTERRUPTED)
     bar.close()
+    gpu_util.close()
     del batches  # loader workers end here, not at interpreter exit
 
     final = run_dir / "final"
@@ -304,6 +313,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     rewrite_metrics(final / "metrics.csv", read_metrics(metrics_path))
     summary = {"arch": s.arch, "status": "complete", "steps": step, "examples_seen": examples_seen,
                "epochs": examples_seen / epoch_size, "compute_s": compute_s,
+               "data_wait_s": data_wait_s, "model_s": compute_s - data_wait_s,
                "parameters": count_parameters(model), "device": str(device),
                "gpu_model": gpu_fields(device)["gpu_model"], "settings": asdict(s),
                "fingerprint": settings_fingerprint(s), "environment": sessions}

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
+from .atom_pack import AtomPack, build_pack, is_pack, open_pack, structure_atoms
 from .atomic import atomic_write_h5
-from .atoms import load_structure
-from .origin_db import OriginDB
-from .origins import OriginParams, biological_mask
+from .origins import OriginParams
 from .task import FACE_NAMES, FACES, SPLIT_STREAMS, VIEW_CONFIG_KEYS
-from .voxelize import ImageParams, atom_radii, channel_index, image_from_atoms
+from .voxelize import ImageParams, image_from_atoms
 
 log = logging.getLogger(__name__)
 
@@ -95,37 +92,80 @@ def view_b_centre(centre_A: np.ndarray, rotation: np.ndarray, face: int, offset_
     return centre_A + offset_A * rotation @ FACES[face]
 
 
-@dataclass
+def view_b_centres(centre_A: np.ndarray, rotation: np.ndarray, offset_A: float) -> np.ndarray:
+    """(6, 3) :func:`view_b_centre` of every face, in label order (the same numbers)."""
+    return centre_A + offset_A * (FACES @ rotation.T)
+
+
+_SLAB_SLACK_A = 1e-3
+"""The float32 x bounds of a ball query's slab are widened by this; membership is then
+decided exactly, in float64."""
+
+
 class StructureAtoms:
-    """One structure's image atoms, ready for cropping: lab coords and per-atom values."""
-    coords_A: np.ndarray     # (N, 3) float64
-    channels: np.ndarray     # (N,) int64
-    radii_A: np.ndarray      # (N,) float32
-    occupancies: np.ndarray  # (N,) float32
-    tree: cKDTree
+    """One structure's image atoms, ready for cropping: slices of an atom pack
+    (:mod:`equivox.atom_pack`), no copies. Atoms are sorted by x, so a ball query is two
+    binary searches and a float64 distance test on the slab between them."""
+
+    def __init__(self, pack: AtomPack, index: int):
+        lo, hi = int(pack.atom_start[index]), int(pack.atom_start[index + 1])
+        self.x, self.y, self.z = pack.x[lo:hi], pack.y[lo:hi], pack.z[lo:hi]
+        self.channel, self.radius_class = pack.channel[lo:hi], pack.radius_class[lo:hi]
+        self.occupancy, self.radius_table_A = pack.occupancy[lo:hi], pack.radius_table_A
+        self.max_radius_A = float(pack.max_radius_A[index])
 
     @classmethod
     def from_store(cls, atoms: dict, params: ViewParams) -> "StructureAtoms":
-        keep = biological_mask(atoms, params.origins.exclude_hydrogens)
-        elements = np.char.decode(atoms["element"][keep]).astype(str)
-        channels = channel_index(elements, params.image.channels)
-        use = channels >= 0
-        coords = atoms["coords_A"][keep][use].astype(np.float64)
-        return cls(coords_A=coords, channels=channels[use].astype(np.int64),
-                   radii_A=atom_radii(elements[use], params.image).astype(np.float32),
-                   occupancies=atoms["occupancy"][keep][use].astype(np.float32),
-                   tree=cKDTree(coords))
+        """From one structure's atom-store columns (:func:`equivox.atoms.load_structure`)."""
+        columns = structure_atoms(atoms, params)
+        return cls(AtomPack.from_structures([(0, 1, columns, np.zeros((0, 3)))], "", params), 0)
+
+    @property
+    def coords_A(self) -> np.ndarray:
+        """(N, 3) float64 lab coordinates."""
+        return np.stack([self.x, self.y, self.z], axis=1).astype(np.float64)
+
+    @property
+    def channels(self) -> np.ndarray:
+        return self.channel.astype(np.int64)
+
+    @property
+    def radii_A(self) -> np.ndarray:
+        return self.radius_table_A[self.radius_class]
+
+    @property
+    def occupancies(self) -> np.ndarray:
+        return self.occupancy
+
+    def _ball(self, centre_A: np.ndarray, radius_A: float):
+        """(first, inside, dx, dy, dz): the slab of atoms from index ``first`` whose x can be
+        within ``radius_A`` of the centre, which of them are (distance <= radius), and
+        their float64 offsets from the centre."""
+        bounds = np.array([centre_A[0] - radius_A - _SLAB_SLACK_A, centre_A[0] + radius_A + _SLAB_SLACK_A],
+                          dtype=np.float32)
+        first, last = self.x.searchsorted(bounds)
+        dx = np.subtract(self.x[first:last], centre_A[0], dtype=np.float64)
+        dy = np.subtract(self.y[first:last], centre_A[1], dtype=np.float64)
+        dz = np.subtract(self.z[first:last], centre_A[2], dtype=np.float64)
+        d2 = dx * dx
+        d2 += dy * dy
+        d2 += dz * dz
+        return first, d2 <= radius_A * radius_A, dx, dy, dz
 
     def density(self, centre_A: np.ndarray, radius_A: float) -> float:
-        idx = self.tree.query_ball_point(centre_A, radius_A)
-        return float(self.occupancies[idx].sum())
+        """Occupancy-weighted count of atoms within ``radius_A`` (the origin criterion)."""
+        first, inside, *_ = self._ball(centre_A, radius_A)
+        return float(self.occupancy[first:first + len(inside)][inside].sum(dtype=np.float64))
 
     def crop(self, centre_A: np.ndarray, rotation: np.ndarray, params: ImageParams):
         """Atoms that can touch the cube, in the view frame: (coords (n, 3), channels, radii, occ)."""
-        reach = np.sqrt(3) * params.length_A / 2 + float(self.radii_A.max(initial=0))
-        idx = np.asarray(self.tree.query_ball_point(centre_A, reach), dtype=np.int64)
-        local = (self.coords_A[idx] - centre_A) @ rotation
-        return local, self.channels[idx], self.radii_A[idx], self.occupancies[idx]
+        reach = np.sqrt(3) * params.length_A / 2 + self.max_radius_A
+        first, inside, dx, dy, dz = self._ball(centre_A, reach)
+        keep = np.flatnonzero(inside)
+        idx = first + keep
+        local = np.stack([dx[keep], dy[keep], dz[keep]], axis=1) @ rotation
+        return (local, self.channel[idx].astype(np.int64), self.radius_table_A[self.radius_class[idx]],
+                self.occupancy[idx])
 
 
 @dataclass
@@ -140,53 +180,51 @@ class ViewPair:
 
 
 class ViewPairSampler:
-    """Draws view pairs of one split; safe in DataLoader workers (state opened per pid)."""
+    """Draws view pairs of one split from its atom pack; safe in DataLoader workers (a
+    memory-mapped pack is shared through the page cache, and pickles as its path).
 
-    def __init__(self, db_path, split: str, params: ViewParams, seed: int, cache_structures: int = 64):
-        self.db = OriginDB(db_path)
+    ``source``: an atom pack file (rule ``atom_pack``), an :class:`AtomPack`, or an origin
+    database, whose split is then packed in memory from the atom store (small sets,
+    tests). Every source gives the same pairs.
+    """
+
+    def __init__(self, source, split: str, params: ViewParams, seed: int):
+        if isinstance(source, AtomPack):
+            self.pack = source
+        else:
+            self.pack = open_pack(source) if is_pack(source) else build_pack(source, split, params)
+        self.pack.check(split, params)
+        self.source = str(self.pack.path or source)
         self.split, self.params, self.seed = split, params, seed
-        self.structures = self.db.structures(split)
-        if not self.structures:
-            raise ValueError(f"{db_path}: split {split!r} has no structures")
-        counts = np.array([s["n_origins"] for s in self.structures], dtype=np.float64)
+        if not len(self.pack):
+            raise ValueError(f"{self.source}: split {split!r} has no structures")
+        counts = self.pack.n_origins.astype(np.float64)
+        self.structures = [{"id": int(i), "first_origin_id": int(f), "n_origins": int(n)}
+                           for i, f, n in zip(self.pack.structure_id, self.pack.first_origin_id, counts)]
         self.weights = (counts if params.structure_weighting == "origins"
                         else np.ones_like(counts)) / (counts.sum() if params.structure_weighting == "origins"
                                                       else len(counts))
-        self.cache_structures = cache_structures
-        self._cache, self._files, self._pid = OrderedDict(), {}, None
+        # rng.choice(len(weights), p=weights) without its O(structures) work per call:
+        # the same cumulative sum and the same single uniform draw
+        self._cdf = self.weights.cumsum()
+        self._cdf /= self._cdf[-1]
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.update(_cache=OrderedDict(), _files={}, _pid=None)
-        return state
-
-    def _atoms(self, row: dict) -> StructureAtoms:
-        if self._pid != os.getpid():  # never use HDF5 handles inherited through fork
-            self._cache, self._files, self._pid = OrderedDict(), {}, os.getpid()
-        key = row["id"]
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        path = row["atoms_path"]
-        if path not in self._files:
-            self._files[path] = h5py.File(path, "r")
-        atoms = StructureAtoms.from_store(load_structure(self._files[path], row["chain_key"]), self.params)
-        self._cache[key] = atoms
-        if len(self._cache) > self.cache_structures:
-            self._cache.popitem(last=False)
-        return atoms
+    def atoms(self, structure_id: int) -> StructureAtoms:
+        """The image atoms of one structure of the split, by origin-database id."""
+        return StructureAtoms(self.pack, int(np.searchsorted(self.pack.structure_id, structure_id)))
 
     def sample(self, index: int) -> ViewPair:
         """The example at ``index`` (deterministic for the sampler's seed)."""
         rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index])
-        p = self.params
+        p, pack = self.params, self.pack
         for attempt in range(p.max_retries):
-            row = self.structures[rng.choice(len(self.structures), p=self.weights)]
-            origin_id = row["first_origin_id"] + int(rng.integers(row["n_origins"]))
-            _, centre = self.db.origin(origin_id)
+            s = int(self._cdf.searchsorted(rng.random(), side="right"))
+            k = int(rng.integers(int(pack.n_origins[s])))
+            origin_id = int(pack.first_origin_id[s]) + k
+            centre = pack.origins_A[pack.origin_start[s] + k].astype(np.float64)
             rotation = random_rotation(rng)
-            atoms = self._atoms(row)
-            centres_b = [view_b_centre(centre, rotation, f, p.offset_A) for f in range(6)]
+            atoms = StructureAtoms(pack, s)
+            centres_b = view_b_centres(centre, rotation, p.offset_A)
             ok = [f for f in range(6)
                   if atoms.density(centres_b[f], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4]
             if len(ok) == 6 or (ok and not p.require_all_faces):
@@ -195,7 +233,7 @@ class ViewPairSampler:
                          atoms.crop(centres_b[face], rotation, p.image)]
                 if attempt:
                     log.debug("example %d: %d origin(s) had no dense face", index, attempt)
-                return ViewPair(crops, face, origin_id, row["id"], rotation,
+                return ViewPair(crops, face, origin_id, int(pack.structure_id[s]), rotation,
                                 np.stack([centre, centres_b[face]]))
         need = "all six neighbouring views dense" if p.require_all_faces else "a dense neighbouring view"
         raise RuntimeError(f"example {index} of split {self.split!r}: no origin with {need} in "
@@ -304,7 +342,7 @@ def write_view_set(path, sampler: ViewPairSampler, n_examples: int, first_index:
                         require_all_faces=sampler.params.require_all_faces,
                         radius_A=sampler.params.origins.radius_A,
                         min_nearby_atoms=sampler.params.origins.min_nearby_atoms,
-                        origin_db=str(sampler.db.path))
+                        source=sampler.source)
 
 
 def read_view_set(path, n_examples: int | None = None, view: int | None = None) -> dict:

@@ -11,9 +11,9 @@ from equivox.logs import run_logged
 from equivox.views import ViewPairSampler, ViewParams
 
 
-def main(db, view_sets, result, threads, config, n_train, confidence):
+def main(pack, view_sets, result, threads, config, n_train, confidence):
     torch.set_num_threads(threads)
-    sampler = ViewPairSampler(db, "train", ViewParams.from_config(config), seed=config["views"]["seed"])
+    sampler = ViewPairSampler(pack, "train", ViewParams.from_config(config), seed=config["views"]["seed"])
     record = compute_baselines(view_sets, training_features(sampler, n_train), confidence)
     Path(result).write_text(json.dumps(record))
     log = logging.getLogger("equivox")
@@ -23,7 +23,7 @@ def main(db, view_sets, result, threads, config, n_train, confidence):
 
 
 if "snakemake" in globals():
-    run_logged(main, snakemake.log[0], db=snakemake.input.db,
+    run_logged(main, snakemake.log[0], pack=snakemake.input.pack,
                view_sets={split: snakemake.input[split] for split in ("val", "test") if split in snakemake.input.keys()},
                result=snakemake.output.result, threads=snakemake.threads,
                config=snakemake.params.config, n_train=snakemake.params.n_train,

@@ -91,8 +91,8 @@ def test_a_model_family_edit_retrains_only_that_family(package):
 
 
 def test_a_training_code_edit_retrains_every_model_and_no_data_rule(package):
-    changed = changed_after(package, "train.py", "    step, examples_seen, compute_s = 0, 0, 0.0\n",
-                            "    step, examples_seen, compute_s = 0, 0, 0.0  \n    EDITED = 1\n")
+    changed = changed_after(package, "train.py", "    step, examples_seen, compute_s, data_wait_s = 0, 0, 0.0, 0.0\n",
+                            "    step, examples_seen, compute_s, data_wait_s = 0, 0, 0.0, 0.0  \n    EDITED = 1\n")
     assert {f"train_model[{f}]" for f in FAMILY_MODULES} <= changed
     assert not any(rule.startswith(("download", "parse", "views", "origin", "pisces", "choose")) for rule in changed)
 

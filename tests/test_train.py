@@ -43,7 +43,7 @@ def settings(small_db, val_views, **overrides):
     FillingValidator(load_schema("config")["properties"]["train"]).validate(train)
     base = dict(batch_size=4, max_steps=12, log_every=2, val_every=4, checkpoint_every=4, num_workers=1, seed=7)
     train.update({k: v for k, v in {**base, **overrides}.items() if k in train})
-    fields = dict(spec=TINY, origin_db=str(small_db), val_views=str(val_views), view_config=VIEW_CONFIG,
+    fields = dict(spec=TINY, atom_pack=str(small_db), val_views=str(val_views), view_config=VIEW_CONFIG,
                   data={}, train_shards=[], code="")
     fields.update({k: v for k, v in overrides.items() if k in fields})
     return settings_from_config(train, "tiny", **fields)
@@ -101,6 +101,12 @@ def test_run_record_is_complete(small_db, val_views, tmp_path):
         assert float(r["iterations_per_s"]) > 0 and 0 <= float(r["data_wait_fraction"]) <= 1
         assert int(r["host_rss_bytes"]) > 0 and float(r["compute_s"]) > 0
     assert float(train_rows[-1]["compute_s"]) <= float(val_rows[-1]["compute_s"])
+    waits = [float(r["data_wait_s"]) for r in train_rows]
+    assert waits == sorted(waits) and waits[-1] > 0  # cumulative; the first batch is always waited for
+    for r in train_rows + val_rows:
+        assert float(r["model_s"]) == pytest.approx(float(r["compute_s"]) - float(r["data_wait_s"]), abs=2e-3)
+        assert r["gpu_util_percent"] == ""  # CPU run: no NVML sampling
+    assert summary["model_s"] == pytest.approx(summary["compute_s"] - summary["data_wait_s"])
     final = run / "final"
     weights = torch.load(final / "weights.pt", weights_only=False)
     assert weights["arch"] == "tiny" and weights["spec"] == TINY

@@ -43,7 +43,7 @@ def test_view_b_sits_across_the_labelled_face(sampler):
         pair = sampler.sample(i)
         step = (pair.centres_A[1] - pair.centres_A[0]) @ pair.rotation  # in view A's axes
         np.testing.assert_allclose(step, p.offset_A * FACES[pair.label], atol=1e-9)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         assert atoms.density(pair.centres_A[1], p.origins.radius_A) >= p.origins.min_nearby_atoms - 1e-4
         labels.append(pair.label)
     assert len(set(labels)) >= 5
@@ -66,8 +66,7 @@ def test_examples_are_deterministic_per_index(small_db, sampler):
 
 def test_cropping_loses_no_atom_that_touches_the_view(sampler):
     pair = sampler.sample(5)
-    row = next(s for s in sampler.structures if s["id"] == pair.structure_id)
-    atoms = sampler._atoms(row)
+    atoms = sampler.atoms(pair.structure_id)
     image_p = sampler.params.image
     for view in (0, 1):
         local = (atoms.coords_A - pair.centres_A[view]) @ pair.rotation
@@ -82,17 +81,25 @@ def test_splits_use_only_their_structures(small_db):
     assert {val.sample(i).structure_id for i in range(20)} == {s["id"] for s in val.structures}
 
 
-@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker")
-def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler):
-    dataset = ViewPairDataset(sampler, epoch_size=22)
+def loader_and_serial_batches(sampler, n_pairs: int, batch_size: int, workers: int, context: str):
+    """(batches of a DataLoader with ``workers`` processes, the same pairs collated in this
+    process), images made in the workers; checks that they are equal."""
+    dataset = ViewPairDataset(sampler, epoch_size=n_pairs)
     collate = CollateImages(sampler.params.image)
-    serial = collate([dataset[i] for i in range(22)])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=4, collate_fn=collate,
-                                         multiprocessing_context=mp.get_context("fork"))
+    serial = collate([dataset[i] for i in range(n_pairs)])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                         multiprocessing_context=mp.get_context(context))
     batches = list(loader)
-    assert [len(b[1]) for b in batches] == [8, 8, 6]           # incomplete last batch
     torch.testing.assert_close(torch.cat([b[0] for b in batches]), serial[0])
     torch.testing.assert_close(torch.cat([b[1] for b in batches]), serial[1])
+    return batches, serial
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker")
+def test_loader_with_four_workers_matches_serial_and_handles_last_batch(sampler):
+    batches, serial = loader_and_serial_batches(sampler, 22, batch_size=8, workers=4, context="fork")
+    assert [len(b[1]) for b in batches] == [8, 8, 6]           # incomplete last batch
+    dataset = ViewPairDataset(sampler, epoch_size=22)
     assert serial[0].shape == (22, 2, 4, 21, 21, 21) and serial[0].dtype == torch.float32
     # atoms shipped and voxelized "on the device" give the same images
     packed, labels = collate_atoms([dataset[i] for i in range(22)])
@@ -158,7 +165,7 @@ def test_no_atom_touches_both_views_at_the_default_padding(small_db, padding_A, 
     shared = 0
     for i in range(30):
         pair = sampler.sample(i)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         touches = [cube_overlap((atoms.coords_A - pair.centres_A[v]) @ pair.rotation, atoms.radii_A,
                                 params.image.length_A / 2) for v in (0, 1)]
         assert touches[0].any() and touches[1].any()
@@ -197,7 +204,7 @@ def test_all_faces_rule_uses_only_origins_with_six_dense_neighbours(small_db):
     labels = []
     for i in range(120):
         pair = sampler.sample(i)
-        atoms = sampler._atoms(next(s for s in sampler.structures if s["id"] == pair.structure_id))
+        atoms = sampler.atoms(pair.structure_id)
         for face in FACES:
             centre = pair.centres_A[0] + params.offset_A * pair.rotation @ face
             assert atoms.density(centre, 9.0) >= 5 - 1e-4

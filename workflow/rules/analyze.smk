@@ -7,7 +7,7 @@ rule baselines:
     # edit replots no curve); test: both sets, the best baseline still chosen on val
     input:
         unpack(baseline_view_sets),
-        db=f"{RESULTS}/origins.sqlite",
+        pack=f"{RESULTS}/atom_pack/train.pack",
     output:
         result=f"{RESULTS}/analysis/baselines/{{split}}.json",
     params:

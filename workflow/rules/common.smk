@@ -75,7 +75,7 @@ def train_settings(wildcards):
         config["train"], wildcards.arch, spec=ARCHITECTURES[wildcards.arch],
         # the training code is part of what a run records: a code edit starts a new lineage
         code=code_of("scripts/train_model.py", per_arch=True)(wildcards),
-        origin_db=f"{RESULTS}/origins.sqlite", val_views=f"{RESULTS}/views/val.h5",
+        atom_pack=f"{RESULTS}/atom_pack/train.pack", val_views=f"{RESULTS}/views/val.h5",
         view_config=view_config(),
         # what the origin DB and the validation set were made from: a run never continues
         # on other data (a changed PISCES filter or split starts a new lineage)

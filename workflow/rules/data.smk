@@ -155,3 +155,26 @@ rule origin_database:
         f"{LOGS}/origin_database.log",
     script:
         "../../scripts/origin_database.py"
+
+
+rule atom_pack:
+    # the sampler's input: one split's image atoms in one memory-mapped file, shared by
+    # every loader worker (the atom store stays the archival record)
+    input:
+        db=f"{RESULTS}/origins.sqlite",
+        atoms=expand(f"{RESULTS}/atoms/{{shard}}.h5", shard=SHARDS),
+    output:
+        pack=f"{RESULTS}/atom_pack/{{split}}.pack",
+    wildcard_constraints:
+        split="train|val|test",
+    params:
+        code=code_of("scripts/atom_pack.py"),
+        config=view_config(),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/atom_pack/{{split}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/atom_pack/{{split}}.tsv"
+    script:
+        "../../scripts/atom_pack.py"

@@ -3,7 +3,7 @@
 
 rule train_model:
     input:
-        db=f"{RESULTS}/origins.sqlite",
+        pack=f"{RESULTS}/atom_pack/train.pack",
         val=f"{RESULTS}/views/val.h5",
         shards=train_shard_files(),
     output:

@@ -3,7 +3,7 @@
 
 rule views:
     input:
-        db=f"{RESULTS}/origins.sqlite",
+        pack=f"{RESULTS}/atom_pack/{{split}}.pack",
     output:
         views=f"{RESULTS}/views/{{split}}.h5",
     params:
@@ -24,7 +24,7 @@ rule views:
 
 rule views_train_shard:
     input:
-        db=f"{RESULTS}/origins.sqlite",
+        pack=f"{RESULTS}/atom_pack/train.pack",
     output:
         views=f"{RESULTS}/views/train_shards/{{index}}.h5",
     params:
