@@ -1,7 +1,7 @@
 """Writes that never leave a partial file: the one atomic-write helper of the package.
 
-Every file is written under a temporary name beside its target (``.<name>.tmp``, same
-filesystem), flushed to disk, then renamed over the target; on any failure the
+Every file is written under a temporary name beside its target (``.<name>.<pid>.tmp``,
+same filesystem; the writer's pid, so that two writers of one target never share it), flushed to disk, then renamed over the target; on any failure the
 temporary file is removed and the error re-raised. A SIGKILL mid-write can leave a
 ``.tmp`` behind, never a torn target (:func:`remove_stray_tmp` cleans up).
 """
@@ -33,9 +33,28 @@ def check_injected(handle=None) -> None:
 
 
 def tmp_path(path: Path) -> Path:
-    """The temporary name a write of ``path`` goes through: ``.<name>.tmp`` beside it."""
+    """The temporary name a write of ``path`` by this process goes through:
+    ``.<name>.<pid>.tmp`` beside it."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that names temporary file ``path`` runs (on this host), other
+    than this one."""
+    try:
+        pid = int(path.name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @dataclass
@@ -96,11 +115,12 @@ def write_json(path: str | Path, data) -> None:
 
 def remove_stray_tmp(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed writer left in ``run_dir``, its
-    ``checkpoints/`` and ``final/`` (not in ``superseded/``); returns them."""
+    ``checkpoints/`` and ``final/`` (not in ``superseded/``, nor those of a writer still
+    running on this host); returns them."""
     removed = []
     for folder in (run_dir, run_dir / "checkpoints", run_dir / "final"):
         for path in folder.glob(".*.tmp") if folder.is_dir() else []:
-            if path.is_file():
+            if path.is_file() and not _writer_alive(path):
                 path.unlink()
                 removed.append(path)
     return removed

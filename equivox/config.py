@@ -10,6 +10,7 @@ checks. Nothing here imports torch, so the workflow builds its DAG without it.
 from __future__ import annotations
 
 import copy
+import math
 import string
 from functools import lru_cache
 from importlib import resources
@@ -119,15 +120,22 @@ def _readings(text: str):
     reads ``1e-3`` as a string)."""
     for read in (yaml.safe_load, int, float):
         try:
-            yield read(text)
+            value = read(text)
         except (yaml.YAMLError, ValueError):
-            pass
+            continue
+        if not (isinstance(value, float) and not math.isfinite(value)):  # nan, inf: no setting
+            yield value
+
+
+NULLS = ("null", "Null", "NULL", "~")
+"""YAML's spellings of null: None for a key whose schema admits null, string or not."""
 
 
 def _typed(value, schema: dict):
     """``value`` as the type ``schema`` wants: a string is read as YAML when the schema
     does not take a string but takes what the YAML or a number says (``'8'`` -> 8,
-    ``'1e-3'`` -> 0.001, ``'null'`` -> None); objects and lists are typed item by item; anything else is left for the
+    ``'1e-3'`` -> 0.001, ``'null'`` -> None also for a key that takes a string or null;
+    ``nan`` and ``inf`` are never read as numbers); objects and lists are typed item by item; anything else is left for the
     validator to report."""
     if isinstance(value, dict):
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
@@ -136,6 +144,8 @@ def _typed(value, schema: dict):
     if isinstance(value, list):
         items = schema.get("items", {})
         return [_typed(item, items) for item in value]
+    if isinstance(value, str) and value in NULLS and _admits(schema, None):
+        return None
     if isinstance(value, str) and not _admits(schema, value):
         return next((parsed for parsed in _readings(value) if _admits(schema, parsed)), value)
     if not isinstance(value, str) and not _admits(schema, value) and _admits(schema, ""):

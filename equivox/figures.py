@@ -75,28 +75,48 @@ MIN_SMOOTHED_POINTS = 8
 """Curves with fewer points are drawn as measured (no smoothing), points emphasised."""
 
 
+SMOOTHING_CUTOFF = 1e-9
+"""Kernel weights below this fraction of the centre's are dropped (cost linear in n)."""
+
+
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     """A sequence smoothed without lag (weight 0 = no smoothing): at each point ``t``, a
-    straight line fitted by least squares to all points, point ``i`` weighted
-    ``weight^|i - t|``, read at ``t`` (two-sided exponential kernel, local linear fit).
+    straight line fitted by least squares to the points around it, point ``i`` weighted
+    ``weight^|i - t|`` (dropped below :data:`SMOOTHING_CUTOFF`), read at ``t`` (two-sided
+    exponential kernel, local linear fit).
 
     Unlike a trailing moving average, whose last value trails a rising curve by about
     ``1 / (1 - weight)`` points, the kernel is symmetric inside the curve and the linear
     fit follows the trend at both ends: a straight line is returned unchanged, and
-    the last value stays near the last points. Fewer than :data:`MIN_SMOOTHED_POINTS`
-    values are returned unchanged."""
+    the last value stays near the last points. Non-finite values (a diverged step) are
+    left out of every fit and stay non-finite where they are. Fewer than
+    :data:`MIN_SMOOTHED_POINTS` values are returned unchanged. The weighted sums are
+    FFT convolutions, so a curve of 10^6 points takes about a second."""
+    from scipy.signal import fftconvolve
+
     values = np.asarray(values, dtype=float)
     n = len(values)
     if weight == 0 or n < MIN_SMOOTHED_POINTS:
         return values.copy()
-    index = np.arange(n, dtype=float)
-    out = np.empty(n)
-    for t in range(n):
-        w = weight ** np.abs(index - t)
-        mean_x, mean_y = np.average(index, weights=w), np.average(values, weights=w)
-        spread = np.average((index - mean_x) ** 2, weights=w)
-        slope = np.average((index - mean_x) * (values - mean_y), weights=w) / spread if spread > 0 else 0.0
-        out[t] = mean_y + slope * (t - mean_x)
+    reach = min(n - 1, int(np.ceil(np.log(SMOOTHING_CUTOFF) / np.log(weight))))
+    d = np.arange(-reach, reach + 1, dtype=float)  # offset i - t
+    kernel = weight ** np.abs(d)
+    finite = np.isfinite(values)
+    y = np.where(finite, values, 0.0)
+    m = finite.astype(float)
+
+    def around(a, k):  # sum over i of a[i] * k[i - t], for every t
+        return fftconvolve(a, k[::-1], mode="same")
+
+    s0 = around(m, kernel)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_d = around(m, d * kernel) / s0
+        mean_y = around(y, kernel) / s0
+        spread = around(m, d * d * kernel) / s0 - mean_d ** 2
+        covariance = around(y, d * kernel) / s0 - mean_d * mean_y
+        slope = np.where(spread > 1e-12, covariance / spread, 0.0)
+        out = mean_y - slope * mean_d
+    out[~finite | (s0 < 0.5)] = np.nan
     return out
 
 

@@ -5,7 +5,8 @@ last sample period that a kernel ran, as nvidia-smi shows it) every ``interval_s
 background thread; :meth:`GpuUtilisation.window_mean` gives the mean since its last call,
 for the ``gpu_util_percent`` column of metrics.csv. On a CPU device, or without NVML (no
 driver, no package, a device NVML cannot name), it does nothing and every reading is
-empty.
+empty. The figure is the whole device's: on a GPU shared with other jobs (or a MIG
+slice, whose parent NVML reports) it includes their kernels.
 """
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def _nvml_handle(nvml, device):
-    """The NVML handle of a torch CUDA device: by UUID (right under CUDA_VISIBLE_DEVICES),
-    else by index."""
-    try:
-        import torch
+    """The NVML handle of a torch CUDA device, by UUID only: NVML counts every GPU of the
+    node, torch only the visible ones (CUDA_VISIBLE_DEVICES), so an index could name
+    another job's GPU. Raises when the UUID cannot be had or found."""
+    import torch
 
-        uuid = str(torch.cuda.get_device_properties(device).uuid)
-        return nvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
-    except Exception:  # noqa: BLE001 - older drivers, MIG, no CUDA in this process
-        return nvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+    uuid = str(torch.cuda.get_device_properties(device).uuid)
+    return nvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
 
 
 class GpuUtilisation:
@@ -39,10 +38,18 @@ class GpuUtilisation:
             import pynvml
 
             pynvml.nvmlInit()
-            self._nvml, self._handle = pynvml, _nvml_handle(pynvml, device)
         except Exception as error:  # noqa: BLE001 - sampling is optional, training is not
             log.warning("GPU utilisation will not be recorded (NVML: %s)", error)
+            return
+        try:
+            self._nvml, self._handle = pynvml, _nvml_handle(pynvml, device)
+        except Exception as error:  # noqa: BLE001
+            log.warning("GPU utilisation will not be recorded (NVML cannot name %s: %s)", device, error)
             self._nvml = self._handle = None
+            try:
+                pynvml.nvmlShutdown()
+            except Exception:  # noqa: BLE001
+                pass
             return
         self._interval_s = interval_s
         self._thread = threading.Thread(target=self._run, name="gpu-utilisation", daemon=True)

@@ -16,13 +16,14 @@ Torch-free.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from .run_record import read_metrics, read_status
+from .run_record import METRIC_COLUMNS, read_metrics, read_status
 
 log = logging.getLogger("equivox.train")
 
@@ -44,16 +45,19 @@ def read_budget(run_dir: Path) -> dict:
     return {key: (settings or {}).get(key) for key in ("max_steps", "max_compute_h")}
 
 
-def time_left(step: int, compute_s: float, budget: dict) -> float | None:
+def time_left(step: int, compute_s: float, budget: dict, model_s: float | None = None) -> float | None:
     """Compute seconds left to the end of the budget at the run's mean pace so far (the
-    sooner of the step and the compute budget); None before the first step."""
+    sooner of the step and the compute budget); None before the first step. The compute
+    budget counts model time (``model_s``: compute less data waits; docs/training.md),
+    so what is left of it is stretched by the run's compute per model second."""
     if step <= 0 or compute_s <= 0:
         return None
     left = []
     if budget.get("max_steps"):
         left.append(max(budget["max_steps"] - step, 0) * compute_s / step)
     if budget.get("max_compute_h"):
-        left.append(max(budget["max_compute_h"] * 3600 - compute_s, 0))
+        model_s = compute_s if not model_s or model_s <= 0 else model_s
+        left.append(max(budget["max_compute_h"] * 3600 - model_s, 0) * compute_s / model_s)
     return min(left) if left else None
 
 
@@ -73,7 +77,8 @@ def progress_text(rows: list[dict], budget: dict, eta: bool = True) -> str:
         parts.append(f"loss {float(train[-1]['train_loss']):.3f}, acc {float(train[-1]['train_accuracy']):.3f}")
     if val:
         parts.append(f"val acc {float(val[-1]['val_accuracy']):.3f} at step {val[-1]['step']}")
-    left = time_left(step, float(last["compute_s"] or 0), budget) if eta else None
+    left = time_left(step, float(last["compute_s"] or 0), budget,
+                     float(last.get("model_s") or 0)) if eta else None
     if left is not None:
         parts.append(f"~{_duration(left)} left")
     return ", ".join(parts)
@@ -100,42 +105,57 @@ def run_dirs(results: Path) -> list[Path]:
 
 class ProgressFollower:
     """Prints a run's progress line to ``stream`` after each new logging window of its
-    ``metrics.csv``: call :meth:`poll` now and then while the trainer runs."""
+    ``metrics.csv``: call :meth:`poll` now and then while the trainer runs. Each poll
+    reads only the lines appended since the last one (a long run's file is never read
+    whole again), and keeps only the rows a progress line needs."""
 
     def __init__(self, run_dir: Path, stream: TextIO):
         self.run_dir, self.stream = Path(run_dir), stream
         self.budget = read_budget(run_dir)
-        self.shown_step = None
-        self.seen = None
+        self.offset = 0          # bytes of metrics.csv read, up to a line end
+        self.context = []        # the last validation with an accuracy, and the last row
+        self.inode = None
 
-    def poll(self) -> None:
+    def _new_rows(self) -> list[dict]:
         path = self.run_dir / "metrics.csv"
         try:
             stat = path.stat()
-        except FileNotFoundError:
-            return
-        if (stat.st_mtime_ns, stat.st_size) == self.seen:
-            return
-        self.seen = (stat.st_mtime_ns, stat.st_size)
-        try:
-            rows = read_metrics(path)
-        except (OSError, ValueError) as err:  # progress must never stop a training job
+            size = stat.st_size
+            if size < self.offset or stat.st_ino != self.inode:
+                # another file: a fresh lineage, or a rewrite that repaired a torn row
+                self.offset, self.context, self.inode = 0, [], stat.st_ino
+            if size == self.offset:
+                return []
+            with open(path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(size - self.offset)
+        except OSError as err:  # progress must never stop a training job
             log.debug("progress: %s", err)
-            return
+            return []
+        complete = data[:data.rfind(b"\n") + 1]  # a row still being written waits
+        lines = complete.decode(errors="replace").splitlines()
+        if self.offset == 0 and lines:
+            if lines[0].split(",") != list(METRIC_COLUMNS):
+                log.debug("progress: %s has no metrics header", path)
+                return []
+            lines = lines[1:]
+        self.offset += len(complete)
+        return [dict(zip(METRIC_COLUMNS, values)) for values in csv.reader(lines)
+                if len(values) == len(METRIC_COLUMNS)]
+
+    def poll(self) -> None:
+        rows = self._new_rows()
         windows = [index for index, row in enumerate(rows) if row["kind"] == "train"]
-        if not windows:
-            return
-        last_step = int(rows[windows[-1]]["step"])
-        if self.shown_step is None or last_step < self.shown_step:
-            # the first look, or a fresh lineage: the newest window only
-            new = windows[-1:]
-        else:
-            new = [index for index in windows if int(rows[index]["step"]) > self.shown_step]
-        ends = {index: next_index for index, next_index in zip(windows, [*windows[1:], len(rows)])}
-        for index in new:  # each window with the validation that followed it, if any yet
-            print(f"equivox train {self.run_dir.name}: {progress_text(rows[:ends[index]], self.budget)}",
-                  file=self.stream, flush=True)
-        self.shown_step = last_step
+        if self.context == [] and windows:  # the first look: the newest window only
+            windows = windows[-1:]
+        ends = dict(zip(windows, [*windows[1:], len(rows)]))
+        for index in windows:  # each window with the validation that followed it, if any yet
+            text = progress_text(self.context + rows[:ends[index]], self.budget)
+            print(f"equivox train {self.run_dir.name}: {text}", file=self.stream, flush=True)
+        if rows:
+            seen = self.context + rows
+            val = [row for row in seen if row["kind"] == "val" and row["val_accuracy"]]
+            self.context = val[-1:] + seen[-1:]
 
 
 def main(argv=None) -> None:

@@ -58,10 +58,14 @@ class Browser:
             preexec_fn=wire, pass_fds=(3, 4))
         os.close(to_browser_r)
         os.close(from_browser_w)
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            self.send(f"{domain}.enable", session=True)
+        try:
+            target = self.send("Target.createTarget", url="about:blank")["targetId"]
+            self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            for domain in ("Page", "Runtime", "Log"):
+                self.send(f"{domain}.enable", session=True)
+        except BaseException:  # a slow start must not leave chromium and its profile behind
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -145,6 +145,12 @@ def test_command_line_values_are_typed_by_the_schema():
     assert command_line("train={batch_size: eight}")["train"] == {"batch_size": "eight"}
     with pytest.raises(ConfigError, match="config train.batch_size: 'eight' is not of type 'integer'"):
         check(train=command_line("train={batch_size: eight}")["train"])
+    # null for a key that takes a string or null; nan and inf are not numbers
+    assert command_line("analysis={figures: {facet: null}}")["analysis"] == {"figures": {"facet": None}}
+    assert command_line("pisces={path: '~'}")["pisces"] == {"path": None}
+    assert command_line("train={lr: nan, max_compute_h: .inf}")["train"] == {"lr": "nan", "max_compute_h": ".inf"}
+    with pytest.raises(ConfigError, match="config train.lr: 'nan' is not of type 'number'"):
+        check(train=command_line("train={lr: nan}")["train"])
 
 
 @pytest.mark.workflow

@@ -160,3 +160,13 @@ def test_the_end_of_run_summary(tmp_path):
     # a successful run lists no failures; a run before any result still says where things go
     assert "failed" not in workflow_summary(results, ["escnn_resnet"])
     assert workflow_summary(tmp_path / "empty", ["escnn_resnet"]).startswith("equivox: outputs")
+
+
+def test_time_left_under_a_compute_budget_counts_model_time():
+    """The budget counts model time (compute less data waits): with half of the compute
+    spent waiting for data, 1 of 2 model hours used leaves 2 compute hours, not 1."""
+    from equivox.status import time_left
+
+    assert time_left(100, 7200, {"max_compute_h": 2}, model_s=3600) == 7200
+    assert time_left(100, 3600, {"max_compute_h": 2}) == 3600       # no data waits recorded
+    assert time_left(100, 3600, {"max_steps": 200, "max_compute_h": 2}, model_s=3600) == 3600

@@ -102,3 +102,17 @@ def test_every_rule_uses_an_environment_from_envs():
     common = (REPO / "workflow/rules/common.smk").read_text()
     target = re.search(r'CONDA_ENV = "\.\./\.\./(envs/[^"]+)"', common).group(1)
     assert (REPO / target) in ENVS
+
+
+def test_the_package_declares_what_it_imports():
+    """``pip install .`` alone must give equivox what its modules import: every imported
+    distribution is in pyproject.toml's dependencies or its optional extras."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *(spec for extra in project.get("optional-dependencies", {}).values()
+                                            for spec in extra)]
+    names = {normalised(re.match(r"[A-Za-z0-9_.\-]+", spec).group(0)) for spec in declared}
+    # the compiled py3nj comes from third_party/ (requirements.txt), as escnn's dependency
+    missing = sorted(imported_distributions() - names - {"py3nj"})
+    assert not missing, f"equivox/ or scripts/ import {missing}, not declared in pyproject.toml"

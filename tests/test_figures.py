@@ -52,6 +52,30 @@ def test_a_smoothed_rising_curve_ends_at_its_data(weight):
     assert abs(line[-1] - truth[-1]) < 0.02
 
 
+def local_linear_fit(values, weight):
+    """The definition of :func:`smooth`, point by point (quadratic in n)."""
+    index, out = np.arange(len(values), dtype=float), np.empty(len(values))
+    for t in range(len(values)):
+        w = weight ** np.abs(index - t)
+        mean_x, mean_y = np.average(index, weights=w), np.average(values, weights=w)
+        spread = np.average((index - mean_x) ** 2, weights=w)
+        slope = np.average((index - mean_x) * (values - mean_y), weights=w) / spread
+        out[t] = mean_y + slope * (t - mean_x)
+    return out
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.6, 0.95])
+def test_smoothing_is_the_local_linear_fit_and_a_diverged_point_blanks_only_itself(weight):
+    """The convolution form equals the point-by-point fit (kernel cut below 1e-9); a NaN
+    (a diverged step) is left out of the fits and stays NaN at its place only."""
+    values = np.cumsum(np.random.default_rng(1).normal(size=300))
+    np.testing.assert_allclose(smooth(values, weight), local_linear_fit(values, weight), atol=1e-6)
+    values[100] = np.nan
+    smoothed = smooth(values, weight)
+    assert np.isnan(smoothed[100]) and np.isfinite(np.delete(smoothed, 100)).all()
+    assert np.isfinite(smooth(np.random.default_rng(2).normal(size=200_000), weight)).all()
+
+
 def test_short_curves_are_not_smoothed():
     values = np.linspace(0.1, 0.5, MIN_SMOOTHED_POINTS - 1) ** 2
     np.testing.assert_array_equal(smooth(values, 0.6), values)

@@ -39,6 +39,8 @@ def fake_nvml(readings, fail_init=False):
 def test_nvml_readings_are_averaged_per_window(monkeypatch):
     nvml, calls = fake_nvml([40, 60])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    # no CUDA here to give the device's UUID: the handle lookup is the fake's
+    monkeypatch.setattr("equivox.gpu_monitor._nvml_handle", lambda nvml, device: "handle-0")
     monitor = GpuUtilisation(torch.device("cuda", 0), interval_s=0.01)
     assert monitor.active
     deadline = time.time() + 5
@@ -58,3 +60,13 @@ def test_nvml_missing_is_a_warning_not_an_error(monkeypatch, caplog):
     monitor = GpuUtilisation(torch.device("cuda", 0), interval_s=0.01)
     assert not monitor.active and monitor.window_mean() == ""
     assert "GPU utilisation will not be recorded" in caplog.text
+
+
+def test_a_device_nvml_cannot_name_is_not_sampled_and_nvml_is_shut_down(monkeypatch, caplog):
+    """Without the device's UUID there is no handle: never an index (under
+    CUDA_VISIBLE_DEVICES it can name another job's GPU)."""
+    nvml, calls = fake_nvml([50])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monitor = GpuUtilisation(torch.device("cuda", 0), interval_s=0.01)
+    assert not monitor.active and monitor.window_mean() == "" and calls["shutdown"] == 1
+    assert "cannot name" in caplog.text

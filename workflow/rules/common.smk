@@ -80,7 +80,11 @@ def train_settings(wildcards):
         # what the origin DB and the validation set were made from: a run never continues
         # on other data (a changed PISCES filter or split starts a new lineage)
         data={**data_settings(),
-              "val_views": {k: config["views"][k] for k in ("n_val", "seed", "image_dtype")}},
+              "val_views": {k: config["views"][k] for k in ("n_val", "seed", "image_dtype")},
+              # example k of materialised shards depends on the shard size too
+              **({"train_shards": {k: config["views"][k] for k in ("train_shards", "train_shard_size",
+                                                                    "seed", "image_dtype")}}
+                 if config["views"]["train_shards"] else {})},
         train_shards=train_shard_files())
     return {k: v for k, v in asdict(settings).items() if k not in OPERATIONAL_SETTINGS}
 
