@@ -169,15 +169,18 @@ def test_injected_failure_ends_the_run_promptly(small_db, val_views, tmp_path, f
     assert orphans() == []                                          # no orphaned loader worker
 
 
-def test_a_directory_where_a_checkpoint_must_go_is_an_error_not_a_hang(small_db, val_views, tmp_path):  # noqa: F811
+def test_a_file_where_the_checkpoints_must_go_is_an_error_not_a_hang(small_db, val_views, tmp_path):  # noqa: F811
+    """The first checkpoint cannot be written (a file named ``checkpoints`` is in the
+    way): the run ends at that step with an error naming it, its loader workers ended."""
     run = tmp_path / "run"
-    (run / "checkpoints/.ckpt_00000004.pt.tmp").mkdir(parents=True)
+    run.mkdir()
+    (run / "checkpoints").write_text("not a folder")
     s = settings(small_db, val_views, max_steps=8, log_every=2, val_every=4, checkpoint_every=4,
                  num_workers=2)
     out, elapsed = wait_ended(supervised(run, s), time.monotonic())
     status = status_of(run)
-    assert (status["status"], status["step"]) == ("error", 4) and "IsADirectoryError" in status["message"], out
-    assert not list((run / "checkpoints").glob("ckpt_*.pt"))
+    assert (status["status"], status["step"]) == ("error", 4) and "FileExistsError" in status["message"], out
+    assert (run / "checkpoints").read_text() == "not a folder" and orphans() == []
 
 
 def test_a_killed_loader_worker_is_named_and_ends_the_run(small_db, val_views, tmp_path):  # noqa: F811
