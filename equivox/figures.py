@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from .dead_units import HIST_EDGES, hist_columns  # noqa: E402
 from .evaluate import CHANCE_ACCURACY, CHANCE_LOSS  # noqa: E402
-from .tables import Run, spec_value  # noqa: E402
+from .tables import Run, best_baseline, spec_value  # noqa: E402
 
 STYLE = {
     "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -38,11 +38,6 @@ STYLE = {
 CHANCE_STYLE = {"color": "0.4", "linestyle": ":", "linewidth": 1.0}
 BASELINE_STYLE = {"color": "tab:red", "linestyle": "-.", "linewidth": 1.0, "alpha": 0.8}
 
-
-def best_baseline(baselines: dict, split: str) -> tuple[str, float]:
-    """(name, accuracy on ``split``) of the best baseline of a compute_baselines record."""
-    row = next(r for r in baselines["sets"][split]["rows"] if r["baseline"] == baselines["best"])
-    return baselines["best"], row["accuracy"]
 CURVES = {"validation": ("val", (("val_accuracy", "validation accuracy"),
                                  ("val_loss", "validation loss (nats)"))),
           "training": ("train", (("train_accuracy", "training accuracy (per logging window)"),

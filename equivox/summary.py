@@ -20,15 +20,9 @@ from pathlib import Path
 
 from .download import fetch_summary
 from .status import run_dirs, run_line
+from .tables import best_baseline
 
 REPORT_COMMAND = "snakemake --report report.html"
-
-
-def best_baseline(baselines: dict, split: str) -> tuple[str, float]:
-    """(name, accuracy on ``split``) of the best baseline of a compute_baselines record
-    (``results/analysis/baselines/<split>.json``; the best is chosen on val)."""
-    row = next(r for r in baselines["sets"][split]["rows"] if r["baseline"] == baselines["best"])
-    return baselines["best"], row["accuracy"]
 
 
 def origin_lines(results: Path) -> list[str]:

@@ -29,6 +29,13 @@ import pandas as pd
 GIB = 2 ** 30
 
 
+def best_baseline(baselines: dict, split: str) -> tuple[str, float]:
+    """(name, accuracy on ``split``) of the best baseline of a baselines record
+    (``results/analysis/baselines/<split>.json``; the best is chosen on val)."""
+    row = next(r for r in baselines["sets"][split]["rows"] if r["baseline"] == baselines["best"])
+    return baselines["best"], row["accuracy"]
+
+
 @dataclass
 class Run:
     """One finished training run: its summary (final/run.json) and metrics (final/metrics.csv)."""
