@@ -185,4 +185,4 @@ def print_summary(snakemake_logs, failed):
     test accuracy beside chance and the best baseline, failed jobs, where the outputs are."""
     from equivox.summary import workflow_summary
 
-    print("\n" + workflow_summary(RESULTS, list(ARCHITECTURES), snakemake_logs, failed=failed))
+    print(f"\n{workflow_summary(RESULTS, list(ARCHITECTURES), snakemake_logs, failed=failed)}")
