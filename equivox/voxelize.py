@@ -43,7 +43,9 @@ The same holds on each axis in turn. So for an atom whose voxels
 have edges ``e_0 < ... < e_K`` along each axis, one evaluation of G on the
 ``(K+2)³`` grid of abscissas ``(|e_0|, ..., |e_K|, 0)`` followed by, per axis,
 ``h_m = sign(e_m)·(g_m - g_0)`` and ``overlap_m = h_m - h_{m+1}`` gives the exact
-overlap with all ``K³`` voxels (``_voxel_fractions``). ``_add_balls``, which applies it
+overlap with all ``K³`` voxels (``_voxel_fractions``). The block is chosen so that
+``e_0`` and ``e_K`` lie at least one radius from the centre, where G vanishes, so only
+the ``K³`` abscissas of the inner edges and 0 need evaluating. ``_add_balls``, which applies it
 to a chunk of atoms and adds the results to the image, is the one hot loop.
 """
 from __future__ import annotations
@@ -278,11 +280,16 @@ def _voxel_fractions(edges: torch.Tensor) -> torch.Tensor:
     """
     _, n_edges, n_atoms = edges.shape
     sign = edges.sign()  # sign(0) = 0 is right: g_m - g_0 vanishes there anyway
-    # Abscissas |e_0| .. |e_K| and 0 per axis; clamping at 1 (where G vanishes) keeps
-    # every intermediate finite.
-    abscissa = torch.cat([edges.abs().clamp(max=1.0), edges.new_zeros(3, 1, n_atoms)], dim=1)
-    g = _ball_corner_volume(abscissa[0, :, None, None], abscissa[1, None, :, None],
-                            abscissa[2, None, None, :])  # (K+2, K+2, K+2, N)
+    # Abscissas |e_0| .. |e_K| and 0 per axis. The first and last edges lie at least one
+    # radius from the centre (the block is chosen so), where G vanishes: G is evaluated
+    # only at the K-1 inner edges and 0, (K/(K+2))³ of the full grid (1/8 for K = 2),
+    # and the rest stays zero. Clamping at 1 keeps every intermediate finite.
+    inner = torch.cat([edges[:, 1:-1].abs().clamp(max=1.0), edges.new_zeros(3, 1, n_atoms)], dim=1)
+    g_inner = _ball_corner_volume(inner[0, :, None, None], inner[1, None, :, None],
+                                  inner[2, None, None, :])  # (K, K, K, N)
+    at = torch.cat([torch.arange(1, n_edges - 1), torch.tensor([n_edges])]).to(edges.device)
+    g = edges.new_zeros(n_edges + 1, n_edges + 1, n_edges + 1, n_atoms)  # (K+2, K+2, K+2, N)
+    g[at[:, None, None], at[None, :, None], at[None, None, :]] = g_inner
     for axis in range(3):
         shape = [1, 1, 1, n_atoms]
         shape[axis] = n_edges

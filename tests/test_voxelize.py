@@ -153,6 +153,23 @@ def test_every_voxel_matches_quadrature(radius_A, n_spheres):
         assert image.sum() == pytest.approx(1, rel=1e-6)
 
 
+def test_small_and_large_balls_in_one_call_equal_one_ball_per_call():
+    """The block of voxels per ball is sized by the largest radius of a chunk, and G is
+    evaluated only at edges inside a ball: balls of very different radii in one call,
+    some touching voxel edges exactly, give what each gives alone."""
+    rng = np.random.default_rng(11)
+    n_atoms = 40
+    radii_A = rng.choice([0.2, 0.375, 0.75, 1.6], size=n_atoms)
+    centres_A = rng.uniform(-3.0, 3.0, size=(n_atoms, 3))
+    # every fourth ball with its lower x bound, or its upper y bound, on a voxel edge
+    centres_A[::4, 0] = -HALF_A + RES_A * rng.integers(5, 16, size=len(centres_A[::4])) + radii_A[::4]
+    centres_A[1::4, 1] = -HALF_A + RES_A * rng.integers(5, 16, size=len(centres_A[1::4])) - radii_A[1::4]
+    together = image_from_atoms(centres_A, np.zeros(n_atoms, dtype=int), radii_A, np.ones(n_atoms), PARAMS)
+    alone = sum(one_atom(centre_A, radius_A) for centre_A, radius_A in zip(centres_A, radii_A))
+    np.testing.assert_allclose(together.double().numpy(), alone, rtol=0, atol=1e-6)
+    assert float(together.sum()) == pytest.approx(n_atoms, rel=1e-6)
+
+
 def test_partial_occupancy_scales_linearly():
     centre_A = (0.2, 0.31, -0.05)
     full = one_atom(centre_A, occupancy=1.0)
