@@ -64,6 +64,12 @@ def architecture_set():
 ARCHITECTURES = architecture_set()
 
 
+def run_groups():
+    """Run name -> group: the replicates (seeds) of one setting share a group, which the
+    tables and figures aggregate; outside a study every run is its own group."""
+    return {name: name for name in ARCHITECTURES}
+
+
 def train_settings(wildcards):
     """The TrainSettings of one architecture's run (equivox.run_record.settings_from_config),
     as params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
