@@ -86,7 +86,7 @@ def schema_problems(instance: dict, name: str, document: str) -> list[str]:
 def schema_defaults(schema: dict):
     """The defaults a schema (or one of its properties) fills in: an object's
     properties recursively, a value's ``default``; None where there is none."""
-    if "properties" in schema:
+    if "properties" in schema and schema.get("default", {}) is not None:
         values = copy.deepcopy(schema.get("default", {}))
         values.update({key: schema_defaults(sub) for key, sub in schema["properties"].items()
                        if "default" in sub or "properties" in sub})
@@ -227,7 +227,16 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
             problems.append(f"config structures.mirror_dir: {mirror!r} is not a directory "
                             "(structures.source is 'mirror')")
 
-    train = config["train"]
+    problems += train_problems(config["train"])
+    problems += _architecture_problems(config, repo)
+    problems += view_config_errors(config["views"])
+    return problems
+
+
+def train_problems(train: dict) -> list[str]:
+    """Constraints between keys of config ``train`` (checked for the config and for every
+    run of a study with its own training values)."""
+    problems = []
     if train["max_steps"] is None and train["max_compute_h"] is None:
         problems.append("config train.max_steps / train.max_compute_h: set at least one budget "
                         "(a step count >= 1, or compute hours > 0)")
@@ -235,8 +244,6 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
         if train[key] % train["log_every"]:
             problems.append(f"config train.{key}: must be a multiple of train.log_every "
                             f"({train['log_every']}), got {train[key]}")
-    problems += _architecture_problems(train, repo, config["analysis"]["figures"]["facet"])
-    problems += view_config_errors(config["views"])
     return problems
 
 
@@ -250,25 +257,39 @@ def facet_problems(specs: dict, facet: str | None) -> list[str]:
             f"architecture (allowed: {', '.join(allowed)}; or null for one panel)"]
 
 
-def _architecture_problems(train: dict, repo: Path, facet: str | None) -> list[str]:
-    path = Path(train["architectures"])
-    path = path if path.is_absolute() else repo / path
+def architecture_set_path(config: dict, repo: str | Path) -> Path:
+    """The architecture set of config ``train.architectures``, resolved against ``repo``."""
+    path = Path(config["train"]["architectures"])
+    return path if path.is_absolute() else Path(repo) / path
+
+
+def _architecture_problems(config: dict, repo: Path) -> list[str]:
+    from .study import study_problems, expand_runs
+
+    train, facet = config["train"], config["analysis"]["figures"]["facet"]
+    path = architecture_set_path(config, repo)
     if not path.is_file():
         return [f"config train.architectures: file {str(path)!r} not found (a YAML architecture "
                 "set, e.g. config/architectures/demo.yaml)"]
     try:
+        raw = yaml.safe_load(path.read_text())
         specs = load_architectures(path)
     except (ValueError, yaml.YAMLError) as err:
         return [f"config train.architectures: {path} is not a valid architecture set: {err}"]
-    problems = []
+    problems, known = [], set(specs)
     unknown = sorted(set(train["models"] or []) - set(specs))
     if unknown:
         problems.append(f"config train.models: {unknown} not in {path} (allowed: {', '.join(sorted(specs))})")
     else:
-        problems += facet_problems({name: specs[name] for name in train["models"] or specs}, facet)
+        study = study_problems(config, raw)
+        problems += study
+        if not study:
+            runs = expand_runs(config, raw)
+            known |= set(runs) | {run.group for run in runs.values()}
+            problems += facet_problems({name: run.spec for name, run in runs.items()}, facet)
     # a --configfile is merged key by key onto the demo defaults, so another architecture
     # set arrives with the demo's per-model budgets: say so, and ignore them
-    ignored = sorted(set(train["max_steps_per_model"] or {}) - set(specs))
+    ignored = sorted(set(train["max_steps_per_model"] or {}) - known)
     if ignored:
         import sys
 

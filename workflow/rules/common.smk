@@ -48,26 +48,28 @@ def mirror_input():
     return [f"{RESULTS}/demo/pisces.txt"] if config["pisces"]["source"] == "demo" else []
 
 
-def architecture_set():
-    """The configured architecture set, validated (names -> specs)."""
-    from equivox.config import load_architectures
+def configured_runs():
+    """Name -> equivox.study.Run of every training run: one per architecture of
+    train.models, or a study's runs (config study, docs/studies.md); validated."""
+    import yaml
 
-    path = Path(workflow.basedir) / config["train"]["architectures"]
-    specs = load_architectures(path)
-    wanted = config["train"]["models"] or list(specs)
-    unknown = sorted(set(wanted) - set(specs))
-    if unknown:
-        raise ValueError(f"config train.models: {unknown} not in {path} (has: {sorted(specs)})")
-    return {name: specs[name] for name in wanted}
+    from equivox.config import architecture_set_path
+    from equivox.study import expand_runs
+
+    raw = yaml.safe_load(architecture_set_path(config, workflow.basedir).read_text())
+    return expand_runs(config, raw)
 
 
-ARCHITECTURES = architecture_set()
+RUNS = configured_runs()
+# run name -> its architecture (base spec with the study's arch.* values): what the
+# per-run rules build and fingerprint
+ARCHITECTURES = {name: run.spec for name, run in RUNS.items()}
 
 
 def run_groups():
     """Run name -> group: the replicates (seeds) of one setting share a group, which the
     tables and figures aggregate; outside a study every run is its own group."""
-    return {name: name for name in ARCHITECTURES}
+    return {name: run.group for name, run in RUNS.items()}
 
 
 def train_settings(wildcards):
@@ -77,8 +79,9 @@ def train_settings(wildcards):
 
     from equivox.run_record import OPERATIONAL_SETTINGS, settings_from_config
 
+    run = RUNS[wildcards.arch]
     settings = settings_from_config(
-        config["train"], wildcards.arch, spec=ARCHITECTURES[wildcards.arch],
+        {**config["train"], **run.train}, wildcards.arch, spec=run.spec,
         # the training code is part of what a run records: a code edit starts a new lineage
         code=code_of("scripts/train_model.py", per_arch=True)(wildcards),
         atom_pack=f"{RESULTS}/atom_pack/train.pack", val_views=f"{RESULTS}/views/val.h5",
