@@ -48,6 +48,21 @@ def models_table(run_paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _study_section(study: dict | None) -> list[str]:
+    """The study's sets (bases x grids x replicates), when the runs are a study's."""
+    if not study:
+        return []
+    items = "".join(
+        f"<li>{escape(', '.join(entry['base']))}"
+        + "".join(f" × <code>{escape(key)}</code> ∈ {escape(str(values))}" for key, values in entry["grid"].items())
+        + "</li>" for entry in study["sets"])
+    name = f" <code>{escape(study['name'])}</code>" if study.get("name") else ""
+    return ["<h2>Study</h2>",
+            f"<p>Study{name}: every setting below trained {study['replicates']} time(s), with seeds "
+            "train.seed, train.seed + 1, …; runs are named base__key=value…__seed=N "
+            "(a group is a name without its seed).</p>", f"<ul>{items}</ul>"]
+
+
 def run_description(config: dict, repo, origins_summary, run_paths) -> str:
     """The page (HTML) for ``config`` (validated), the workflow source at ``repo``, the
     origin summary TSV and the runs' final/run.json paths."""
@@ -67,6 +82,7 @@ def run_description(config: dict, repo, origins_summary, run_paths) -> str:
         f"<p>Packages: {escape(versions)}.</p>",
         "<h2>Data</h2>", f"<p>{data}</p>",
         splits.to_html(index=False, border=0, justify="left"),
+        *_study_section(config.get("study")),
         "<h2>Models</h2>",
         "<p>Code: the fingerprint of the training code a run ran (a code edit starts a new run); "
         "commit: the git commit recorded when the run (last) started.</p>",

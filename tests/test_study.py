@@ -130,3 +130,12 @@ def test_shipped_study_configs_plan_their_runs(tmp_path, name, n_runs):
     for base in {b for s in yaml.safe_load((REPO / f"config/studies/{name}.yaml").read_text())["study"]["sets"]
                  for b in s["base"]}:
         assert base in FULL_SET
+
+
+def test_the_run_description_lists_the_study():
+    from equivox.run_description import _study_section
+
+    assert _study_section(None) == []
+    html = "".join(_study_section({"name": "tiny", "replicates": 2,
+                                   "sets": [{"base": [TINY], "grid": {"train.lr": [0.001, 0.003]}}]}))
+    assert "tiny" in html and "2 time(s)" in html and TINY in html and "train.lr" in html and "0.003" in html
