@@ -4,6 +4,7 @@ every demo architecture trained, analysed, plotted and tabulated; the report bui
 The workflow source (Snakefile, rules, scripts, config) is copied to a temporary folder
 so that a test can edit a plotting script and see what Snakemake would rerun.
 """
+import copy
 import csv
 import json
 import os
@@ -221,3 +222,43 @@ def test_a_failing_model_is_recorded_and_reported(demo, tmp_path):
     assert status["status"] == "oom", status
     assert "huge" in proc.stdout and "oom" in proc.stdout, proc.stdout[-3000:]
     assert (workdir / f"results/runs/{ARCHS[0]}/final/weights.pt").read_bytes() == before
+
+
+def test_the_tiny_study_trains_its_grid_with_replicates_and_a_new_value_adds_only_its_runs(demo, tmp_path):
+    """`snakemake all --configfile config/studies/tiny.yaml` on the demo's data: 2 learning
+    rates x 2 seeds of a tiny model, each run with its own seed and value, the tables
+    aggregated over the seeds and the two groups compared; one more value plans only its
+    own two runs. (Last in this file: it replaces the demo's tables and figures.)"""
+    source, workdir, _ = demo
+    study_file = source / "config/studies/tiny.yaml"
+    study = yaml.safe_load(study_file.read_text())
+    proc = snakemake(workdir, "all", "--configfile", str(study_file), snakefile=source / "Snakefile",
+                     timeout_s=1800)
+    base = study["study"]["sets"][0]["base"][0]
+    groups = [f"{base}__lr={lr}" for lr in ("0.001", "0.003")]
+    for group in groups:
+        for seed in (0, 1):
+            run = workdir / "results/runs" / f"{group}__seed={seed}"
+            assert json.loads((run / "status.json").read_text())["status"] == "complete", run
+            settings = yaml.safe_load((run / "settings.yaml").read_text())
+            assert settings["seed"] == seed and f"lr={settings['lr']:g}" in group
+            assert (run / "final/best_weights.pt").stat().st_size > 0
+    # replicates differ (their seeds), so the aggregate has a spread
+    finals = {seed: (workdir / f"results/runs/{groups[0]}__seed={seed}/final/weights.pt").read_bytes()
+              for seed in (0, 1)}
+    assert finals[0] != finals[1]
+    tables = workdir / "results/tables"
+    replicates = read_csv(tables / "replicates.csv")
+    assert sorted(r["group"] for r in replicates) == groups, replicates
+    assert all(int(r["n"]) == 2 for r in replicates), replicates
+    comparison = read_csv(tables / "comparison.csv")
+    assert len(comparison) == 1, comparison
+
+    more = copy.deepcopy(study)
+    more["study"]["sets"][0]["grid"]["train.lr"].append(0.01)
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
+    proc = snakemake(workdir, "all", "-n", "--configfile", str(tmp_path / "more.yaml"),
+                     snakefile=source / "Snakefile")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert jobs["train_model"] == "2", proc.stdout[-3000:]
+    assert f"{base}__lr=0.01__seed=0" in proc.stdout and f"{base}__lr=0.01__seed=1" in proc.stdout
