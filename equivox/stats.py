@@ -41,6 +41,19 @@ from scipy.stats import binomtest, t as student_t
 DIRECTION = "B minus A"
 """What every difference of :func:`paired_comparison` is."""
 
+EXAMPLE_ARRAYS = ("loss_final", "correct_final", "loss_best", "correct_best")
+"""The per-example arrays of ``results/analysis/test/<arch>.examples.npz`` (rule
+evaluate_test, :func:`equivox.evaluate.evaluate_test`): test pairs in file order; loss:
+float32 cross-entropy (nats), correct: bool; ``_final``: the final weights, ``_best``:
+the best-validation weights."""
+
+
+def read_examples(path) -> dict[str, np.ndarray]:
+    """The per-example arrays (:data:`EXAMPLE_ARRAYS`) of an ``examples.npz``."""
+    with np.load(path) as data:
+        return {name: data[name] for name in EXAMPLE_ARRAYS}
+
+
 CHUNK = 1000
 """Resamples drawn at a time (bounds the memory at CHUNK x examples)."""
 
