@@ -114,6 +114,12 @@ rule make_tables:
     params:
         code=code_of("scripts/make_tables.py"),
         confidence=config["analysis"]["test"]["confidence"],
+        # run -> replicate group, the comparisons and their resampling: only the tables
+        # that use them depend on them (an edit reruns those alone)
+        groups=lambda wildcards: run_groups() if wildcards.table in ("replicates", "comparison") else {},
+        compare=lambda wildcards: comparison_pairs() if wildcards.table == "comparison" else [],
+        bootstrap=lambda wildcards: (config["analysis"]["bootstrap"] if wildcards.table == "comparison"
+                                     else {}),
     wildcard_constraints:
         table="|".join(paper_tables()),
     conda:
