@@ -34,6 +34,8 @@ rule plot_curves:
         code=code_of("scripts/plot_curves.py"),
         facet=config["analysis"]["figures"]["facet"],
         smoothing=config["analysis"]["figures"]["smoothing"],
+        # run -> replicate group: a group of several runs is drawn as its mean and band
+        groups=run_groups(),
     wildcard_constraints:
         curve="validation|training",
         x="steps|compute",
