@@ -336,20 +336,21 @@ def shown_replicates(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
 
 
 def shown_comparison(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Per pair and weights: A, B, the accuracies and their difference B - A with the
+    """Per pair and weights (plain ASCII: the LaTeX compiles without Unicode setup): A, B,
+    the accuracies and their difference B - A with the
     paired bootstrap interval and the exact (McNemar / sign test) p-value, then the
     same for the loss with the sign-flip permutation p-value."""
     ci = f"{confidence:.0%} bootstrap CI"
     return pd.DataFrame({
         "A": table["a"], "B": table["b"], "weights": table["weights"], "test pairs": table["n_examples"],
         "runs (A, B)": [f"{a}, {b}" for a, b in table[["replicates_a", "replicates_b"]].itertuples(index=False)],
-        "accuracy A → B": [f"{a:.3f} → {b:.3f}" for a, b in table[["accuracy_a", "accuracy_b"]]
-                           .itertuples(index=False)],
-        f"accuracy B − A [{ci}]": [_interval(*r) for r in table[
+        "accuracy A, B": [f"{a:.3f}, {b:.3f}" for a, b in table[["accuracy_a", "accuracy_b"]]
+                          .itertuples(index=False)],
+        f"accuracy B - A [{ci}]": [_interval(*r) for r in table[
             ["accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high"]].itertuples(index=False)],
         "accuracy p (exact)": table["accuracy_p"].map(_p_value),
-        "loss A → B": [f"{a:.3f} → {b:.3f}" for a, b in table[["loss_a", "loss_b"]].itertuples(index=False)],
-        f"loss B − A [{ci}]": [_interval(*r) for r in table[
+        "loss A, B": [f"{a:.3f}, {b:.3f}" for a, b in table[["loss_a", "loss_b"]].itertuples(index=False)],
+        f"loss B - A [{ci}]": [_interval(*r) for r in table[
             ["loss_diff", "loss_diff_ci_low", "loss_diff_ci_high"]].itertuples(index=False)],
         "loss p (sign flip)": table["loss_p"].map(_p_value),
     })

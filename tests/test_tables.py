@@ -122,7 +122,7 @@ def test_tables_are_written_from_the_records(tmp_path, compare):
         assert all(path.stat().st_size > 0 for path in paths)
         assert len(pd.read_csv(paths[0])) == (2 if name == "replicates" else 2 * len(compare))
     if compare:
-        assert "accuracy B − A" in paths[1].read_text()
+        assert "accuracy B - A" in paths[1].read_text()
 
 
 @pytest.mark.parametrize("compare, words", [
