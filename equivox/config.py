@@ -230,6 +230,7 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
     problems += train_problems(config["train"])
     problems += _architecture_problems(config, repo)
     problems += view_config_errors(config["views"])
+    problems += compare_problems(config["analysis"]["compare"])
     return problems
 
 
@@ -244,6 +245,24 @@ def train_problems(train: dict) -> list[str]:
         if train[key] % train["log_every"]:
             problems.append(f"config train.{key}: must be a multiple of train.log_every "
                             f"({train['log_every']}), got {train[key]}")
+    return problems
+
+
+def compare_problems(pairs) -> list[str]:
+    """``analysis.compare`` must be a list of [A, B] pairs of two different group names
+    (whether the names are groups of the configured runs the workflow checks,
+    workflow/rules/common.smk ``comparison_pairs``)."""
+    example = "e.g. [[arch_3_width_2_repeats_1, plain_arch_3_width_2_repeats_1]]"
+    if not isinstance(pairs, list):
+        return [f"config analysis.compare: must be a list of [A, B] pairs of group names ({example}), "
+                f"got {pairs!r}"]
+    problems = []
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(name, str) for name in pair)):
+            problems.append(f"config analysis.compare[{i}]: must be a pair [A, B] of group names ({example}), "
+                            f"got {pair!r}")
+        elif pair[0] == pair[1]:
+            problems.append(f"config analysis.compare[{i}]: compares {pair[0]!r} with itself")
     return problems
 
 

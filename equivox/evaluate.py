@@ -1,4 +1,5 @@
-"""Held-out test loss and accuracy of a trained run, with confidence intervals.
+"""Held-out test loss and accuracy of a trained run (final and best-validation weights),
+with confidence intervals and the per-pair results the paired comparisons read.
 
 Intervals, at confidence level ``c`` (``z`` = the two-sided standard normal quantile):
 
@@ -20,6 +21,7 @@ import torch
 from scipy.stats import binomtest, norm
 
 from .run_state import load_trained_model, pick_device
+from .stats import EXAMPLE_ARRAYS  # noqa: F401 (the npz keys, documented there)
 from .views import FACE_NAMES, ViewSetDataset
 
 CHANCE_ACCURACY = 1 / len(FACE_NAMES)
@@ -73,29 +75,33 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return tuple(torch.cat(parts).numpy() for parts in (losses, predicted, labels))
 
 
-def evaluate_test(weights_path: str | Path, views_path: str | Path, *, n_examples: int | None = None,
-                 batch_size: int, confidence: float, device: str) -> dict:
-    """Loss and accuracy of a run on a fixed view set, with intervals and the confusion matrix.
+def evaluate_weights(weights_path: str | Path, views_path: str | Path, *, n_examples: int | None = None,
+                     batch_size: int, confidence: float, device: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Loss and accuracy of one weights file on a fixed view set, with intervals and the
+    confusion matrix: ``(record, loss, correct)``, the last two per pair in file order
+    (float32 nats, bool).
 
-    Keys: ``arch``, ``views``, ``n_examples``, ``confidence``, ``loss`` (mean nats),
-    ``loss_ci_low``, ``loss_ci_high``, ``correct``, ``accuracy``, ``accuracy_ci_low``,
-    ``accuracy_ci_high``, ``chance_accuracy``, ``chance_loss``, ``faces``, ``confusion``
-    (``confusion[i][j]``: pairs of true face ``i`` predicted as ``j``), ``predicted`` and
-    ``labels`` (per pair, in file order: paired comparisons with the baselines), ``device``,
-    ``compute_s``, ``loss_interval`` and ``accuracy_interval`` (the methods, in words).
+    Record keys: ``arch``, ``weights``, ``views``, ``n_examples``, ``confidence``, ``loss``
+    (mean nats), ``loss_ci_low``, ``loss_ci_high``, ``correct``, ``accuracy``,
+    ``accuracy_ci_low``, ``accuracy_ci_high``, ``chance_accuracy``, ``chance_loss``,
+    ``faces``, ``confusion`` (``confusion[i][j]``: pairs of true face ``i`` predicted as
+    ``j``), ``predicted`` and ``labels`` (per pair, in file order: paired comparisons
+    with the baselines), ``device``, ``compute_s``, ``loss_interval`` and
+    ``accuracy_interval`` (the methods, in words).
     """
     device = pick_device(device)
     start = time.perf_counter()
     model, record = load_trained_model(weights_path, device)
     losses, predicted, labels = predict(model, view_loader(views_path, n_examples, batch_size), device)
-    correct = int((predicted == labels).sum())
+    hits = predicted == labels
+    correct = int(hits.sum())
     loss, loss_low, loss_high = mean_interval(losses, confidence)
     accuracy_low, accuracy_high = wilson_interval(correct, len(labels), confidence)
     confusion = np.zeros((len(FACE_NAMES), len(FACE_NAMES)), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     return {
-        "arch": record["arch"], "views": str(views_path), "n_examples": int(len(labels)),
-        "confidence": confidence,
+        "arch": record["arch"], "weights": str(weights_path), "views": str(views_path),
+        "n_examples": int(len(labels)), "confidence": confidence,
         "loss": loss, "loss_ci_low": loss_low, "loss_ci_high": loss_high,
         "correct": correct, "accuracy": correct / len(labels),
         "accuracy_ci_low": accuracy_low, "accuracy_ci_high": accuracy_high,
@@ -105,4 +111,26 @@ def evaluate_test(weights_path: str | Path, views_path: str | Path, *, n_example
         "device": str(device), "compute_s": time.perf_counter() - start,
         "loss_interval": "normal interval of the mean per-pair cross-entropy (mean +- z s / sqrt(n))",
         "accuracy_interval": "Wilson score interval",
-    }
+    }, losses.astype(np.float32), hits.astype(bool)
+
+
+def evaluate_test(weights_path: str | Path, best_weights_path: str | Path, views_path: str | Path, *,
+                  n_examples: int | None = None, batch_size: int, confidence: float,
+                  device: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Test results of a run's final weights and of its best-validation weights
+    (``final/best_weights.pt``: the weights at the lowest validation loss):
+    ``(record, examples)``.
+
+    ``record``: the :func:`evaluate_weights` record of the final weights, plus ``"best"``:
+    the same record for the best weights. ``examples``: :data:`equivox.stats.EXAMPLE_ARRAYS` -> array,
+    per test pair in file order (what the paired comparisons read, :mod:`equivox.stats`).
+    """
+    settings = {"n_examples": n_examples, "batch_size": batch_size, "confidence": confidence, "device": device}
+    record, loss_final, correct_final = evaluate_weights(weights_path, views_path, **settings)
+    best, loss_best, correct_best = evaluate_weights(best_weights_path, views_path, **settings)
+    if best["arch"] != record["arch"] or best["labels"] != record["labels"]:
+        raise ValueError(f"{best_weights_path} ({best['arch']}) is not the run of {weights_path} "
+                         f"({record['arch']}) on the same test pairs")
+    record["best"] = best
+    return record, {"loss_final": loss_final, "correct_final": correct_final,
+                    "loss_best": loss_best, "correct_best": correct_best}

@@ -9,7 +9,9 @@ accuracy on curves, its test accuracy on test results), losses in nats. Curves a
 raw points under a smoothed line (:func:`smooth`, weight ``analysis.figures.smoothing``)
 that cannot lag behind the data at the end; a curve of fewer than
 :data:`MIN_SMOOTHED_POINTS` points is drawn unsmoothed, its points emphasised. Every
-figure is saved as SVG and PDF (:func:`save`).
+figure is saved as SVG and PDF (:func:`save`). On the curve figures a group of replicate
+runs (seeds of one setting) is one colour and one curve: the mean of its runs with a
+min-max band (:func:`replicate_curves`). The figures show the final weights' test results.
 """
 from __future__ import annotations
 
@@ -157,11 +159,40 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def replicate_curves(curves: list[tuple[np.ndarray, np.ndarray]], smoothing: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The curves ``(x, y)`` of a group's replicate runs on one grid: ``(x, mean of the
+    measurements, mean line, band low, band high)``.
+
+    The grid is every x any replicate measured inside the range all of them cover (the
+    shortest run ends the curve); each replicate is read there by linear interpolation
+    (exact where it measured: runs of one setting validate at the same steps). Each
+    replicate is smoothed (:func:`smooth`) before interpolating; the line is the mean of
+    the smoothed replicates, and the band their minimum to maximum (the whole spread of
+    the seeds, no distributional assumption at a handful of runs)."""
+    start = max(float(np.nanmin(xs)) for xs, _ in curves)
+    stop = min(float(np.nanmax(xs)) for xs, _ in curves)
+    grid = np.unique(np.concatenate([xs[(xs >= start) & (xs <= stop)] for xs, _ in curves]))
+    raw = np.stack([np.interp(grid, xs, ys) for xs, ys in curves])
+    smoothed = np.stack([np.interp(grid, xs, smooth(ys, smoothing)) for xs, ys in curves])
+    return grid, raw.mean(axis=0), smoothed.mean(axis=0), smoothed.min(axis=0), smoothed.max(axis=0)
+
+
+BAND_ALPHA = 0.2
+"""Opacity of a replicate group's min-max band."""
+
+
 def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smoothing: float,
-                  baselines: dict):
+                  baselines: dict, run_groups: dict[str, str] | None = None):
     """Accuracy (top row) and loss (bottom row) of every run against ``x``, one column
     per value of the ``facet`` spec key; the best baseline's validation accuracy drawn
     across every accuracy panel.
+
+    A group of several replicate runs (``run_groups``: run -> group; None or a run not in
+    it: its own group) is drawn as one curve, coloured and labelled by the group: the
+    mean of its runs with a band from their minimum to their maximum
+    (:func:`replicate_curves`; legend "<group> (n runs, min-max)"); a group of one run
+    is drawn as that run, as without groups.
 
     Args:
         runs: in configured model order (fixes the colours).
@@ -171,7 +202,10 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         facet: spec key to facet by (None: one column).
         smoothing: EMA weight in [0, 1).
         baselines: a compute_baselines record (analysis/baselines/val.json or test.json).
+        run_groups: run name -> replicate group (``run_groups()`` of the workflow).
     """
+    from .tables import group_order
+
     apply_style()
     if x not in X_AXES:
         raise ValueError(f"x must be one of {X_AXES}, not {x!r}")
@@ -183,24 +217,39 @@ def curves_figure(runs: list[Run], curve: str, x: str, facet: str | None, smooth
         x_label = f"model time, data waits excluded ({unit})"
     groups = facet_groups(runs, facet)
     baseline_name, baseline_accuracy = best_baseline(baselines, "val")
-    colours = model_colours([run.arch for run in runs])
+    by_arch = {run.arch: run for run in runs}
+    replicates = group_order(list(by_arch), run_groups)
+    group_of = {arch: group for group, members in replicates.items() for arch in members}
+    colours = model_colours(list(replicates))
     fig, axes = plt.subplots(2, len(groups), figsize=(3.2 * len(groups) + 0.6, 5.0),
                              sharex="col", sharey="row", squeeze=False)
     handles = {}
-    for col, (title, group) in enumerate(groups.items()):
+    for col, (title, panel) in enumerate(groups.items()):
+        panel_groups = group_order([run.arch for run in panel], group_of)
         for row, (metric, label) in enumerate(metrics):
             ax = axes[row, col]
-            for run in group:
-                data = run.rows(kind)
-                xs = data["step" if x == "steps" else "model_s"].to_numpy(float) / x_scale
-                ys = data[metric].to_numpy(float)
-                colour = colours[run.arch]
+            for group, members in panel_groups.items():
+                curves = []
+                for arch in members:
+                    data = by_arch[arch].rows(kind)
+                    curves.append((data["step" if x == "steps" else "model_s"].to_numpy(float) / x_scale,
+                                   data[metric].to_numpy(float)))
+                colour, style = colours[group], line_style(by_arch[members[0]].spec["family"])
+                if len(curves) == 1:
+                    xs, ys = curves[0]
+                    line_ys, band = smooth(ys, smoothing), None
+                    label_text = members[0]
+                else:
+                    xs, ys, line_ys, low, high = replicate_curves(curves, smoothing)
+                    band = (low, high)
+                    label_text = f"{group} ({len(members)} runs, min–max)"
                 few = len(ys) < MIN_SMOOTHED_POINTS  # drawn as measured: points stand out
                 ax.plot(xs, ys, "o", color=colour, alpha=0.9 if few else 0.35,
                         markersize=5 if few else 3.5, markeredgewidth=0)
-                (line,) = ax.plot(xs, smooth(ys, smoothing), color=colour,
-                                  linestyle=line_style(run.spec["family"]))
-                handles[run.arch] = line
+                if band is not None:
+                    ax.fill_between(xs, *band, color=colour, alpha=BAND_ALPHA, linewidth=0)
+                (line,) = ax.plot(xs, line_ys, color=colour, linestyle=style)
+                handles[label_text] = line
             ax.axhline(CHANCE_ACCURACY if row == 0 else CHANCE_LOSS, **CHANCE_STYLE)
             if row == 0:
                 ax.axhline(baseline_accuracy, **BASELINE_STYLE)

@@ -1,13 +1,17 @@
-"""Paper tables from the run and analysis records: results, baselines, speed and memory, dead units.
+"""Paper tables from the run and analysis records: results, baselines, speed and memory,
+dead units, replicates (per group of replicate runs) and comparisons (paired, per pair of groups).
 
 Inputs are what the earlier stages write: ``results/runs/<arch>/final/{run.json,metrics.csv}``
-(:mod:`equivox.train`), ``results/analysis/test/<arch>.json`` (:mod:`equivox.evaluate`)
-and ``results/analysis/dead_units/<arch>.tsv`` (:mod:`equivox.dead_units`). Each table is
+(:mod:`equivox.train`), ``results/analysis/test/<arch>.{json,examples.npz}``
+(:mod:`equivox.evaluate`) and ``results/analysis/dead_units/<arch>.tsv`` (:mod:`equivox.dead_units`). Each table is
 written as CSV (numbers at full precision, one column per quantity), and as Markdown,
 LaTeX (booktabs) and HTML with rounded numbers and intervals as ``value [low, high]``.
 
 Definitions:
 
+* final and best weights: a run's weights at its last step (``final/weights.pt``) and
+  at its lowest validation loss (``final/best_weights.pt``); the test columns without a
+  prefix, the margin over the baselines and the figures are the final weights';
 * final validation: the last ``kind=val`` row of metrics.csv (every run validates at
   its last step);
 * speed: medians over the ``kind=train`` logging windows after the first (the first
@@ -79,7 +83,11 @@ def results_table(runs: list[Run], tests: list[dict], baselines: dict) -> pd.Dat
     test_accuracy_ci_low/high, test_pairs, the margin over the best structure-blind
     baseline on the same test pairs (:func:`equivox.baselines.margin_over_best`:
     best_baseline, best_baseline_accuracy, margin, margin_ci_low/high, beats_baseline),
-    compute_h (training compute hours, queue and restarts excluded), steps, epochs.
+    the same test columns for the best-validation weights (:func:`best_weights_columns`:
+    best_test_loss, best_test_loss_ci_low/high, best_test_accuracy,
+    best_test_accuracy_ci_low/high; NaN for a record without them), compute_h
+    (training compute hours, queue and restarts excluded), steps, epochs. The unprefixed
+    test columns and the margin are the final weights'.
     ``tests`` are :func:`equivox.evaluate.evaluate_test` records, matched to runs by
     ``arch``; ``baselines`` the :func:`equivox.baselines.compute_baselines` record.
     """
@@ -97,11 +105,123 @@ def results_table(runs: list[Run], tests: list[dict], baselines: dict) -> pd.Dat
             "test_loss_ci_high": test["loss_ci_high"], "test_accuracy": test["accuracy"],
             "test_accuracy_ci_low": test["accuracy_ci_low"],
             "test_accuracy_ci_high": test["accuracy_ci_high"], "test_pairs": test["n_examples"],
-            **margin_over_best(test, baselines),
+            **margin_over_best(test, baselines), **best_weights_columns(test),
             "compute_h": run.summary["compute_s"] / 3600, "steps": run.summary["steps"],
             "epochs": run.summary["epochs"],
         })
     return pd.DataFrame(rows).sort_values("val_loss", kind="stable").reset_index(drop=True)
+
+
+TEST_FIELDS = ("loss", "loss_ci_low", "loss_ci_high", "accuracy", "accuracy_ci_low", "accuracy_ci_high")
+"""The fields of a test record the results table shows, for either weights."""
+
+
+def best_weights_columns(test: dict) -> dict:
+    """``best_test_<field>`` for :data:`TEST_FIELDS` of the record's best-validation
+    weights (``test["best"]``); NaN when the record has none."""
+    best = test.get("best") or {}
+    return {f"best_test_{field}": best.get(field, np.nan) for field in TEST_FIELDS}
+
+
+def group_order(models: list[str], groups: dict[str, str] | None) -> dict[str, list[str]]:
+    """Group -> its runs, groups in the order of their first run in ``models`` (the
+    configured order); ``groups``: run -> group (None or a missing run: its own group)."""
+    ordered: dict[str, list[str]] = {}
+    for model in models:
+        ordered.setdefault((groups or {}).get(model, model), []).append(model)
+    return ordered
+
+
+def replicates_table(tests: list[dict], groups: dict[str, str] | None, confidence: float) -> pd.DataFrame:
+    """One row per group of replicate runs (``groups``: run -> group, as
+    ``run_groups()`` in workflow/rules/common.smk), groups in the order of ``tests``.
+
+    Columns: group, runs (its run names, comma-separated), n (runs), then for
+    ``weights`` in final, best (the best-validation weights) and ``metric`` in
+    test_accuracy, test_loss: ``<weights>_<metric>`` (the mean over the runs),
+    ``<weights>_<metric>_ci_low/high`` (Student t interval of that mean at ``confidence``,
+    :func:`equivox.stats.replicate_summary`; NaN for one run) and
+    ``<weights>_<metric>_sd`` (standard deviation over the runs; NaN for one run).
+    """
+    from .stats import replicate_summary
+
+    by_arch = {test["arch"]: test for test in tests}
+    rows = []
+    for group, members in group_order(list(by_arch), groups).items():
+        row = {"group": group, "runs": ", ".join(members), "n": len(members)}
+        for weights in ("final", "best"):
+            records = [by_arch[m] if weights == "final" else by_arch[m].get("best") for m in members]
+            for metric in ("accuracy", "loss"):
+                values = [np.nan if r is None else r[metric] for r in records]
+                name = f"{weights}_test_{metric}"
+                if np.isnan(values).any():
+                    row.update({name: np.nan, f"{name}_ci_low": np.nan, f"{name}_ci_high": np.nan,
+                                f"{name}_sd": np.nan})
+                    continue
+                summary = replicate_summary(values, confidence)
+                row.update({name: summary["mean"], f"{name}_ci_low": summary["ci_low"],
+                            f"{name}_ci_high": summary["ci_high"],
+                            f"{name}_sd": float(np.std(values, ddof=1)) if len(values) > 1 else np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+COMPARISON_COLUMNS = [
+    "a", "b", "weights", "direction", "n_examples", "replicates_a", "replicates_b", "accuracy_a", "accuracy_b",
+    "accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high", "accuracy_p", "b_better", "a_better",
+    "loss_a", "loss_b", "loss_diff", "loss_diff_ci_low", "loss_diff_ci_high", "loss_p", "confidence",
+    "n_resamples", "seed"]
+
+
+def comparison_pairs(compare, groups: list[str], unselected=()) -> list[tuple[str, str]]:
+    """The ``analysis.compare`` pairs ``[A, B]`` to compare, checked against ``groups``
+    (the groups of the configured runs). A pair naming a run of the architecture set that
+    ``train.models`` left out (``unselected``) is skipped with a note on stderr; any
+    other unknown name is a ValueError naming ``config analysis.compare``, the name and
+    the groups."""
+    import sys
+
+    pairs = []
+    for a, b in compare:
+        unknown = [name for name in (a, b) if name not in groups]
+        if not unknown:
+            pairs.append((a, b))
+        elif all(name in unselected for name in unknown):
+            print(f"equivox: config analysis.compare: [{a}, {b}] skipped: {', '.join(unknown)} not among "
+                  "train.models", file=sys.stderr)
+        else:
+            name = next(name for name in unknown if name not in unselected)
+            raise ValueError(f"config analysis.compare: {name!r} (in [{a}, {b}]) is not a group of the "
+                             f"configured runs (groups: {', '.join(groups)})")
+    return pairs
+
+
+def comparison_table(examples: dict[str, dict[str, np.ndarray]], groups: dict[str, str] | None,
+                     pairs, *, confidence: float, n_resamples: int, seed: int) -> pd.DataFrame:
+    """One row per configured pair ``(A, B)`` of groups and per weights (final, then best):
+    B minus A on the same test pairs (:func:`equivox.stats.paired_comparison`; a group of
+    several runs is first averaged per example over its runs).
+
+    ``examples``: run -> its per-example arrays (analysis/test/<arch>.examples.npz,
+    :data:`equivox.stats.EXAMPLE_ARRAYS`); ``groups``: run -> group. Columns
+    (:data:`COMPARISON_COLUMNS`): a, b, weights, direction ("B minus A"), n_examples,
+    replicates_a/b, accuracy_a/b, accuracy_diff with _ci_low/_ci_high (paired
+    bootstrap, percentile) and accuracy_p (exact sign test; McNemar's exact test for
+    single runs), b_better / a_better (examples where B / A is right more often),
+    loss_a/b, loss_diff with _ci_low/_ci_high and loss_p (sign-flip permutation test),
+    confidence, n_resamples, seed.
+    """
+    from .stats import paired_comparison
+
+    members = group_order(list(examples), groups)
+    rows = []
+    for a, b in pairs:
+        for weights in ("final", "best"):
+            sides = [[examples[run][f"{kind}_{weights}"] for run in members[g]]
+                     for g in (a, b) for kind in ("correct", "loss")]
+            result = paired_comparison(*sides, n_resamples=n_resamples, seed=seed, confidence=confidence)
+            rows.append({"a": a, "b": b, "weights": weights, **result})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def steady_windows(run: Run) -> pd.DataFrame:
@@ -164,8 +284,22 @@ def _interval(value, low, high, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _maybe_interval(value, low, high, digits: int = 3) -> str:
+    """``value [low, high]``; the value alone when there is no interval; "–" for no value."""
+    if pd.isna(value):
+        return "–"
+    if pd.isna(low) or pd.isna(high):
+        return _number(value, digits)
+    return _interval(value, low, high, digits)
+
+
+def _p_value(p) -> str:
+    return "–" if pd.isna(p) else (f"{p:.2g}" if p >= 0.001 else "< 0.001")
+
+
 def shown_results(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Rounded results table with the intervals written next to the values."""
+    """Rounded results table with the intervals written next to the values: the final
+    weights' test results and margin, then the best-validation weights' test results."""
     ci = f"{confidence:.0%} CI"
     return pd.DataFrame({
         "model": table["model"], "family": table["family"],
@@ -179,8 +313,46 @@ def shown_results(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
         f"margin over best baseline [{ci}]": [
             _interval(*r[:3], digits=3) + ("" if r[3] else " (not above)") for r in table[
                 ["margin", "margin_ci_low", "margin_ci_high", "beats_baseline"]].itertuples(index=False)],
+        f"best-val weights: test accuracy [{ci}]": [_maybe_interval(*r) for r in table[
+            ["best_test_accuracy", "best_test_accuracy_ci_low", "best_test_accuracy_ci_high"]].itertuples(index=False)],
+        f"best-val weights: test loss [{ci}]": [_maybe_interval(*r) for r in table[
+            ["best_test_loss", "best_test_loss_ci_low", "best_test_loss_ci_high"]].itertuples(index=False)],
         "compute (h)": table["compute_h"].map(_significant),
         "steps": table["steps"], "epochs": table["epochs"].map(lambda e: _number(e, 4)),
+    })
+
+
+def shown_replicates(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Per group: its runs, n, and the mean test accuracy and loss over the runs with the
+    t interval, for the final and the best-validation weights (one run: the value alone)."""
+    ci = f"{confidence:.0%} t CI"
+    columns = {"group": table["group"], "runs": table["runs"], "n": table["n"]}
+    for weights, label in (("final", "final weights"), ("best", "best-val weights")):
+        for metric in ("accuracy", "loss"):
+            name = f"{weights}_test_{metric}"
+            columns[f"{label}: mean test {metric} [{ci}]"] = [
+                _maybe_interval(*r) for r in table[[name, f"{name}_ci_low", f"{name}_ci_high"]].itertuples(index=False)]
+    return pd.DataFrame(columns)
+
+
+def shown_comparison(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Per pair and weights (plain ASCII: the LaTeX compiles without Unicode setup): A, B,
+    the accuracies and their difference B - A with the
+    paired bootstrap interval and the exact (McNemar / sign test) p-value, then the
+    same for the loss with the sign-flip permutation p-value."""
+    ci = f"{confidence:.0%} bootstrap CI"
+    return pd.DataFrame({
+        "A": table["a"], "B": table["b"], "weights": table["weights"], "test pairs": table["n_examples"],
+        "runs (A, B)": [f"{a}, {b}" for a, b in table[["replicates_a", "replicates_b"]].itertuples(index=False)],
+        "accuracy A, B": [f"{a:.3f}, {b:.3f}" for a, b in table[["accuracy_a", "accuracy_b"]]
+                          .itertuples(index=False)],
+        f"accuracy B - A [{ci}]": [_interval(*r) for r in table[
+            ["accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high"]].itertuples(index=False)],
+        "accuracy p (exact)": table["accuracy_p"].map(_p_value),
+        "loss A, B": [f"{a:.3f}, {b:.3f}" for a, b in table[["loss_a", "loss_b"]].itertuples(index=False)],
+        f"loss B - A [{ci}]": [_interval(*r) for r in table[
+            ["loss_diff", "loss_diff_ci_low", "loss_diff_ci_high"]].itertuples(index=False)],
+        "loss p (sign flip)": table["loss_p"].map(_p_value),
     })
 
 
@@ -292,15 +464,30 @@ def html_document(title: str, body: str, style: str = "") -> str:
             f"<style>{HTML_STYLE}{style}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-TABLES = ("results", "baselines", "speed", "dead_units")
+TABLES = ("results", "baselines", "speed", "dead_units", "replicates", "comparison")
 
 
-def build_table(name: str, *, confidence: float, runs=(), tests=(), dead_units=(), baselines=()
+def build_table(name: str, *, confidence: float, runs=(), tests=(), dead_units=(), baselines=(), examples=(),
+                groups: dict[str, str] | None = None, compare=(), bootstrap: dict | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(numbers, shown)`` of table ``name`` from record paths: ``runs`` (final/run.json),
     ``tests`` (analysis/test/<arch>.json), ``dead_units`` (analysis/dead_units/<arch>.tsv),
-    ``baselines`` (one path: analysis/baselines/test.json)."""
+    ``baselines`` (one path: analysis/baselines/test.json), ``examples``
+    (analysis/test/<arch>.examples.npz); ``groups``: run -> replicate group
+    (``run_groups()``; None: every run its own group); ``compare``: the checked
+    ``analysis.compare`` pairs; ``bootstrap``: ``analysis.bootstrap`` (n_resamples, seed)."""
     baseline_record = json.loads(Path(baselines[0]).read_text()) if baselines else None
+    if name == "replicates":
+        numbers = replicates_table([json.loads(Path(path).read_text()) for path in tests], groups, confidence)
+        return numbers, shown_replicates(numbers, confidence)
+    if name == "comparison":
+        from .stats import read_examples
+
+        arrays = {Path(path).name.removesuffix(".examples.npz"): read_examples(path) for path in examples}
+        settings = bootstrap or {}
+        numbers = comparison_table(arrays, groups, [tuple(pair) for pair in compare], confidence=confidence,
+                                   n_resamples=settings.get("n_resamples", 10000), seed=settings.get("seed", 0))
+        return numbers, shown_comparison(numbers, confidence)
     if name == "results":
         numbers = results_table([read_run(path) for path in runs],
                                 [json.loads(Path(path).read_text()) for path in tests], baseline_record)

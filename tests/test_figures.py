@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from equivox.config import ConfigError
-from equivox.figures import MIN_SMOOTHED_POINTS, curves_figure, smooth
+from equivox.figures import MIN_SMOOTHED_POINTS, curves_figure, replicate_curves, smooth
 from equivox.tables import Run
 
 BASELINES = {"best": "seam", "sets": {"val": {"rows": [{"baseline": "seam", "accuracy": 0.2}]}}}
@@ -13,11 +13,12 @@ SPECS = {"cnn": {"family": "escnn_cnn", "layout": "arch_3"},
          "resnet": {"family": "escnn_resnet", "block": "alpha"}}
 
 
-def make_run(arch: str, accuracies) -> Run:
+def make_run(arch: str, accuracies, spec: str | None = None, seconds_per_step: float = 2.0) -> Run:
     steps = np.arange(1, len(accuracies) + 1) * 10
     metrics = pd.DataFrame({"kind": "val", "step": steps, "compute_s": steps * 2.0,
+                            "model_s": steps * seconds_per_step,
                             "val_accuracy": accuracies, "val_loss": 1.8 - np.asarray(accuracies)})
-    return Run(arch, {"arch": arch, "settings": {"spec": SPECS[arch]}}, metrics)
+    return Run(arch, {"arch": arch, "settings": {"spec": SPECS[spec or arch]}}, metrics)
 
 
 def drawn_curves(fig) -> dict[str, np.ndarray]:
@@ -93,3 +94,63 @@ def test_a_facet_key_no_run_has_is_an_error_naming_the_allowed_keys():
     runs = [make_run(arch, [0.2, 0.3, 0.4]) for arch in SPECS]
     with pytest.raises(ConfigError, match=r"analysis.figures.facet: 'layuot' .*allowed: block, family, layout"):
         curves_figure(runs, "validation", "steps", "layuot", 0.6, BASELINES)
+
+
+def legend_labels(fig) -> list[str]:
+    return [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def band_limits(ax) -> list[tuple[float, float]]:
+    """(lowest, highest) y of each shaded band of a panel."""
+    return [(path.vertices[:, 1].min(), path.vertices[:, 1].max())
+            for band in ax.collections if band.get_paths() for path in band.get_paths()[:1]]
+
+
+REPLICATES = {"cnn_s0": [0.20, 0.30, 0.40], "cnn_s1": [0.24, 0.36, 0.46], "cnn_s2": [0.22, 0.30, 0.43]}
+GROUPS = {"cnn_s0": "cnn", "cnn_s1": "cnn", "cnn_s2": "cnn", "twin": "twin"}
+
+
+def replicate_runs():
+    return [make_run(arch, values, spec="cnn") for arch, values in REPLICATES.items()] + [
+        make_run("twin", [0.2, 0.25, 0.3])]
+
+
+def test_a_replicate_group_is_its_mean_and_a_min_max_band_a_single_run_as_before():
+    fig = curves_figure(replicate_runs(), "validation", "steps", None, 0.6, BASELINES, run_groups=GROUPS)
+    mean, twin = drawn_curves(fig)
+    np.testing.assert_allclose(mean, np.mean(list(REPLICATES.values()), axis=0))  # 3 points: not smoothed
+    np.testing.assert_array_equal(twin, [0.2, 0.25, 0.3])
+    ((low, high),) = band_limits(fig.axes[0])  # one band: the group's, none for the single run
+    assert (low, high) == pytest.approx((0.20, 0.46))
+    labels = legend_labels(fig)
+    assert "cnn (3 runs, min–max)" in labels and "twin" in labels
+    assert not any(label.startswith("cnn_s") for label in labels)
+
+
+def test_without_groups_every_run_is_its_own_line():
+    fig = curves_figure(replicate_runs(), "validation", "steps", None, 0.6, BASELINES)
+    assert len(drawn_curves(fig)) == 4 and band_limits(fig.axes[0]) == []
+    assert {"cnn_s0", "cnn_s1", "cnn_s2", "twin"} <= set(legend_labels(fig))
+
+
+def test_replicates_are_read_on_a_common_grid_up_to_the_shortest_run():
+    # run 1 measured at 0, 2, 4, 6; run 2 at 0, 3, 6, 9: grid 0, 2, 3, 4, 6 (both reach 6)
+    curves = [(np.array([0.0, 2, 4, 6]), np.array([0.0, 0.2, 0.4, 0.6])),
+              (np.array([0.0, 3, 6, 9]), np.array([0.0, 0.6, 1.2, 1.8]))]
+    grid, points, line, low, high = replicate_curves(curves, 0.6)
+    np.testing.assert_array_equal(grid, [0, 2, 3, 4, 6])
+    np.testing.assert_allclose(points, [0.0, 0.3, 0.45, 0.6, 0.9])  # (0.1 x + 0.2 x) / 2
+    np.testing.assert_allclose(line, points)  # few points: as measured
+    np.testing.assert_allclose(low, 0.1 * grid)
+    np.testing.assert_allclose(high, 0.2 * grid)
+
+
+def test_replicates_against_compute_are_averaged_over_their_common_time():
+    runs = [make_run("cnn_s0", [0.2, 0.3, 0.4], spec="cnn", seconds_per_step=2.0),
+            make_run("cnn_s1", [0.2, 0.3, 0.4], spec="cnn", seconds_per_step=4.0)]
+    fig = curves_figure(runs, "validation", "compute", None, 0.6, BASELINES,
+                        run_groups={"cnn_s0": "cnn", "cnn_s1": "cnn"})
+    (line,) = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "-"]
+    # s0 measured at 20, 40, 60 s; s1 at 40, 80, 120 s: both cover 40-60 s (axis in minutes)
+    np.testing.assert_allclose(line.get_xdata() * 60, [40, 60])
+    np.testing.assert_allclose(line.get_ydata(), [(0.3 + 0.2) / 2, (0.4 + 0.25) / 2])

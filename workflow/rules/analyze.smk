@@ -52,11 +52,15 @@ rule analyze_dead_units:
 
 
 rule evaluate_test:
+    # the final weights (the top-level fields of the record) and the best-validation
+    # weights ("best"); per-pair loss and correctness of both in examples.npz
     input:
         weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
+        best_weights=f"{RESULTS}/runs/{{arch}}/final/best_weights.pt",
         views=f"{RESULTS}/views/test.h5",
     output:
         result=f"{RESULTS}/analysis/test/{{arch}}.json",
+        examples=f"{RESULTS}/analysis/test/{{arch}}.examples.npz",
     params:
         code=code_of("scripts/evaluate_test.py", per_arch=True),
         n_examples=config["analysis"]["test"]["n_examples"],

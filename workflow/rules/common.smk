@@ -142,11 +142,30 @@ def table_inputs(wildcards):
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     tests = [f"{RESULTS}/analysis/test/{arch}.json" for arch in ARCHITECTURES]
     dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.tsv" for arch in ARCHITECTURES]
+    # the comparison table reads the per-pair results of the runs of the compared groups
+    compared = {group for pair in comparison_pairs() for group in pair}
+    examples = [f"{RESULTS}/analysis/test/{arch}.examples.npz" for arch, group in run_groups().items()
+                if group in compared]
     return {"runs": runs if wildcards.table in ("results", "speed") else [],
-            "tests": tests if wildcards.table == "results" else [],
+            "tests": tests if wildcards.table in ("results", "replicates") else [],
             "dead_units": dead_units if wildcards.table == "dead_units" else [],
             "baselines": ([f"{RESULTS}/analysis/baselines/test.json"]
-                          if wildcards.table in ("results", "baselines") else [])}
+                          if wildcards.table in ("results", "baselines") else []),
+            "examples": examples if wildcards.table == "comparison" else []}
+
+
+def comparison_pairs():
+    """config analysis.compare as [A, B] pairs of groups (run_groups()), checked: a name
+    that is no group of the configured runs is a ValueError naming it and the groups; a
+    pair naming a model of the architecture set that train.models leaves out is skipped
+    (with a note), so that a subset of the models runs with the default pairs."""
+    from equivox.config import load_architectures
+    from equivox.tables import comparison_pairs as checked_pairs
+
+    groups = list(dict.fromkeys(run_groups().values()))
+    every_model = load_architectures(Path(workflow.basedir) / config["train"]["architectures"])
+    unselected = [name for name in every_model if name not in ARCHITECTURES]
+    return [list(pair) for pair in checked_pairs(config["analysis"]["compare"], groups, unselected)]
 
 
 def baseline_view_sets(wildcards):
@@ -157,7 +176,7 @@ def baseline_view_sets(wildcards):
 
 def paper_tables():
     """Names of the paper tables (make_tables writes results/tables/<name>.{csv,md,tex,html})."""
-    return ["results", "baselines", "speed", "dead_units"]
+    return ["results", "baselines", "speed", "dead_units", "replicates", "comparison"]
 
 
 OWN_RULE_TABLES = ("equivariance",)
@@ -182,7 +201,8 @@ def final_outputs():
     shards = train_shard_files()
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     analyses = [f"{RESULTS}/analysis/{kind}/{arch}.{ext}" for arch in ARCHITECTURES
-                for kind, ext in (("dead_units", "tsv"), ("test", "json"), ("equivariance", "json"))]
+                for kind, ext in (("dead_units", "tsv"), ("test", "json"), ("test", "examples.npz"),
+                                  ("equivariance", "json"))]
     tables = [f"{RESULTS}/tables/{name}.html" for name in (*paper_tables(), *OWN_RULE_TABLES)]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
             f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files(),

@@ -34,6 +34,8 @@ rule plot_curves:
         code=code_of("scripts/plot_curves.py"),
         facet=config["analysis"]["figures"]["facet"],
         smoothing=config["analysis"]["figures"]["smoothing"],
+        # run -> replicate group: a group of several runs is drawn as its mean and band
+        groups=run_groups(),
     wildcard_constraints:
         curve="validation|training",
         x="steps|compute",
@@ -114,6 +116,12 @@ rule make_tables:
     params:
         code=code_of("scripts/make_tables.py"),
         confidence=config["analysis"]["test"]["confidence"],
+        # run -> replicate group, the comparisons and their resampling: only the tables
+        # that use them depend on them (an edit reruns those alone)
+        groups=lambda wildcards: run_groups() if wildcards.table in ("replicates", "comparison") else {},
+        compare=lambda wildcards: comparison_pairs() if wildcards.table == "comparison" else [],
+        bootstrap=lambda wildcards: (config["analysis"]["bootstrap"] if wildcards.table == "comparison"
+                                     else {}),
     wildcard_constraints:
         table="|".join(paper_tables()),
     conda:
