@@ -71,8 +71,9 @@ def fit_linear(batch_sizes, memory_bytes) -> dict:
     size) gives no slope: NaN slope and R^2, intercept = the mean memory."""
     x = np.asarray(batch_sizes, dtype=float)
     y = np.asarray(memory_bytes, dtype=float)
-    if len(x) == 0:
-        raise ValueError("fit_linear: no measured batch size")
+    if len(x) == 0:  # every size ran out of memory
+        return {"intercept_bytes": math.nan, "slope_bytes_per_example": math.nan, "r2": math.nan,
+                "n_points": 0}
     if len(np.unique(x)) < 2:
         return {"intercept_bytes": float(y.mean()), "slope_bytes_per_example": math.nan,
                 "r2": math.nan, "n_points": int(len(x))}
@@ -88,8 +89,8 @@ def largest_batch(fit: dict, gpu_memory_gb: float, margin_gb: float) -> int | No
     """The largest batch whose fitted memory fits ``gpu_memory_gb - margin_gb`` GiB: 0 when
     none does, None when the fit has no positive slope (memory does not grow with batch)."""
     usable = (gpu_memory_gb - margin_gb) * GIB
-    a, b = fit["intercept_bytes"], fit["slope_bytes_per_example"]
-    if not b > 0:  # NaN too
+    a, b = fit["intercept_bytes"], fit["slope_bytes_per_example"]  # None: as written to JSON
+    if b is None or not b > 0:  # NaN too
         return None
     return max(0, math.floor((usable - a) / b))
 
@@ -303,14 +304,17 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
         "head": head, "amp": amp if target.type == "cuda" else "none",
         "input_shape": [None, 2, in_channels, length, length, length],
         "batch_sizes": batch_sizes, "oom_batch_sizes": table.loc[table["oom"].astype(bool), "batch_size"].tolist(),
-        "fit": fit, "gpu_memory_gb": gpu_memory_gb, "margin_gb": margin_gb,
+        # NaN (no slope, no R^2) is written as null: the JSON stays standard
+        "fit": {key: None if isinstance(value, float) and math.isnan(value) else value
+                for key, value in fit.items()},
+        "gpu_memory_gb": gpu_memory_gb, "margin_gb": margin_gb,
         "usable_bytes": (gpu_memory_gb - margin_gb) * GIB,
         "largest_batch": largest_batch(fit, gpu_memory_gb, margin_gb),
         "torch": torch.__version__,
     }
-    log.info("%s: memory = %.3g GiB + %.3g MiB x batch (R^2 %s, %s); largest batch on %g GiB "
+    log.info("%s: memory = %.3g GiB + %.3g MiB x batch (R^2 %.4f, %s); largest batch on %g GiB "
              "(margin %g GiB): %s", arch, fit["intercept_bytes"] / GIB, fit["slope_bytes_per_example"] / MIB,
-             f"{fit['r2']:.4f}", summary["measured_on"], gpu_memory_gb, margin_gb, summary["largest_batch"])
+             fit["r2"], summary["measured_on"], gpu_memory_gb, margin_gb, summary["largest_batch"])
     return table, summary
 
 
@@ -320,11 +324,11 @@ def memory_table(summaries: list[dict]) -> pd.DataFrame:
     """One row per model, in the given order, from :func:`probe_memory` summaries
     (``results/analysis/memory/<arch>.json``): model, family, parameters, device, gpu_model,
     measured_on, batch_sizes (measured, space-separated), oom_batch_sizes, intercept_GiB,
-    slope_MiB_per_example, r2, gpu_memory_gb, margin_gb, largest_batch (empty when the
-    slope is not positive)."""
+    slope_MiB_per_example, r2 (empty when not defined: two points, or none), gpu_memory_gb,
+    margin_gb, largest_batch (empty when the slope is not positive or not defined)."""
     rows = []
     for s in summaries:
-        fit = s["fit"]
+        fit = {key: math.nan if value is None else value for key, value in s["fit"].items()}
         rows.append({
             "model": s["arch"], "family": s["family"], "parameters": s["parameters"],
             "device": s["device"], "gpu_model": s["gpu_model"], "measured_on": s["measured_on"],

@@ -46,6 +46,10 @@ def test_two_points_give_a_slope_but_no_r2_and_one_gives_neither():
     single = fit_linear([4, 4], [10.0, 12.0])
     assert math.isnan(single["slope_bytes_per_example"]) and single["intercept_bytes"] == 11.0
     assert largest_batch(single, 80, 2) is None
+    none = fit_linear([], [])  # every batch size ran out of memory
+    assert none["n_points"] == 0 and math.isnan(none["slope_bytes_per_example"])
+    assert largest_batch(none, 80, 2) is None
+    assert largest_batch({"intercept_bytes": None, "slope_bytes_per_example": None}, 80, 2) is None
 
 
 def test_largest_batch_keeps_the_margin_free():
@@ -78,7 +82,42 @@ def test_cpu_probe_of_a_demo_model_grows_with_batch(plain_spec):
     assert summary["fit"]["slope_bytes_per_example"] > 0
     assert summary["largest_batch"] == largest_batch(summary["fit"], 80, 2) > 16
     assert summary["parameters"] > 0 and summary["measured_on"] == "cpu RSS"
-    json.dumps(summary)  # what the rule writes
+    assert summary["fit"]["r2"] is None  # two points: no R^2, written as null
+    json.dumps(summary, allow_nan=False)  # what the rule writes: standard JSON
+
+
+def test_cuda_rows_measure_after_a_warm_up_and_stop_at_the_first_oom(plain_spec, monkeypatch):
+    """The CUDA path's bookkeeping, with torch.cuda's memory calls stood in for on the CPU:
+    per size a warm-up then a measured step between a reset and the readings; the size
+    that runs out of memory is a row with oom, larger ones are not tried."""
+    import torch
+
+    import equivox.memory_probe as memory_probe
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 1000 + 10 * batch[0])
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 2048 + 10 * batch[0])
+    batch = [0]
+
+    def step(model, optimizer, inputs, labels, amp="none"):
+        batch[0] = len(labels)
+        calls.append(f"step {len(labels)}")
+        if len(labels) >= 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
+
+    monkeypatch.setattr(memory_probe, "train_step", step)
+    rows = memory_probe.cuda_rows(PLAIN, plain_spec, [16, 2, 8, 1], 4, 21, "mlp", "none", "cpu")
+    assert [(r["batch_size"], r["oom"]) for r in rows] == [(1, False), (2, False), (8, True)]
+    assert [r["memory_bytes"] for r in rows[:2]] == [1010, 1020]
+    assert [r["cuda_reserved_peak_bytes"] for r in rows[:2]] == [2058, 2068]
+    assert "memory_bytes" not in rows[2] and "step 16" not in calls
+    first = calls[:calls.index("step 2")]  # warm-up, then reset, then the measured step
+    assert first.index("step 1") < first.index("reset") < len(first) - 1 - first[::-1].index("step 1")
+    fit = fit_linear([r["batch_size"] for r in rows[:2]], [r["memory_bytes"] for r in rows[:2]])
+    assert fit["slope_bytes_per_example"] == pytest.approx(10)
 
 
 def summary(arch, family, largest, slope_mib, measured_on="cpu RSS", gpu=""):
@@ -94,6 +133,8 @@ def test_memory_table_is_written_in_every_format(tmp_path):
     paths = []
     for i, record in enumerate([summary("plain", "plain_cnn", 25707, 3.11),
                                 summary("escnn", "escnn_cnn", None, 0.0, "cuda allocated", "NVIDIA H200")]):
+        if record["arch"] == "escnn":
+            record["fit"]["r2"] = None
         paths.append(tmp_path / f"{i}.json")
         paths[-1].write_text(json.dumps(record))
     numbers, shown = build_memory_table(paths)
@@ -107,7 +148,7 @@ def test_memory_table_is_written_in_every_format(tmp_path):
     assert rows[1]["batch_sizes"] == "1 2 4" and rows[1]["oom_batch_sizes"] == "8"
     md = out["md"].read_text()
     assert "cpu RSS" in md and "cuda allocated (NVIDIA H200)" in md and "25,707" in md
-    assert "80 − 2" in md and "0.9987" in md
+    assert "80 − 2" in md and "0.9987" in md and rows[1]["r2"] == ""
     assert "\\toprule" in out["tex"].read_text() and "<table" in out["html"].read_text()
 
 
