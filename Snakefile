@@ -47,6 +47,7 @@ include: "workflow/rules/views.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/memory.smk"
 
 
 rule all:

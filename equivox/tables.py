@@ -258,16 +258,35 @@ def speed_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def dead_units_table(layer_tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long table, one row per model and hooked layer: model, layer_index, layer (module
-    path), layer_name (stage and block), relative_depth, kind, function, unit (channel |
-    field | gate), units, dead, dormant, and the same counts in physical channels:
-    channels, dead_channels, dormant_channels (from the per-run
-    :func:`equivox.dead_units.layer_table`)."""
+DEAD_UNITS_WEIGHTS = ("final", "best")
+"""The weights a dead-units record is of: ``<arch>.tsv`` the final ones, ``<arch>.best.tsv``
+the best ones (lowest validation loss)."""
+
+
+def dead_units_source(path) -> tuple[str, str]:
+    """``(model, weights)`` of a dead-units record path (:data:`DEAD_UNITS_WEIGHTS`), as
+    :func:`build_table` reads the ``dead_units`` paths it is given."""
+    name = Path(path).name
+    if name.endswith(".best.tsv"):
+        return name[:-len(".best.tsv")], "best"
+    return Path(path).stem, "final"
+
+
+def dead_units_table(layer_tables: dict) -> pd.DataFrame:
+    """Long table, one row per model, weights and hooked layer: model, weights (final |
+    best), layer_index, layer (module path), layer_name (stage and block), relative_depth,
+    kind, function, unit (channel | field | gate), units, dead, dormant, and the same counts
+    in physical channels: channels, dead_channels, dormant_channels (from the per-run
+    :func:`equivox.dead_units.layer_table`). ``layer_tables`` is keyed by model (final
+    weights) or by ``(model, weights)``; models keep their first order, each model's
+    final weights before its best."""
     columns = ["layer_index", "layer", "layer_name", "relative_depth", "kind", "function", "unit",
                "units", "dead", "dormant", "channels", "dead_channels", "dormant_channels"]
-    return pd.concat([table[columns].assign(model=arch) for arch, table in layer_tables.items()],
-                     ignore_index=True)[["model", *columns]]
+    keyed = {(key, "final") if isinstance(key, str) else tuple(key): table for key, table in layer_tables.items()}
+    models = list(dict.fromkeys(model for model, _ in keyed))
+    order = sorted(keyed, key=lambda k: (models.index(k[0]), DEAD_UNITS_WEIGHTS.index(k[1])))
+    return pd.concat([keyed[key][columns].assign(model=key[0], weights=key[1]) for key in order],
+                     ignore_index=True)[["model", "weights", *columns]]
 
 
 # --- shown form ----------------------------------------------------------------------
@@ -399,19 +418,20 @@ def _dead_cell(dead, units, dead_channels, channels) -> str:
 
 
 def shown_dead_units(table: pd.DataFrame) -> pd.DataFrame:
-    """Per model, its layers in forward order by readable name, each with its
-    nonlinearity and ``dead/units (dead/channels)`` and the same for dormant units;
-    then the model's total. Units are a plain channel, an escnn field or a gate;
-    channels are physical (tensor) channels, comparable across families."""
+    """Per model and weights (final, then best), its layers in forward order by readable
+    name, each with its nonlinearity and ``dead/units (dead/channels)`` and the same for
+    dormant units; then the total over its layers. Units are a plain channel, an escnn
+    field or a gate; channels are physical (tensor) channels, comparable across families."""
     rows = []
-    for model, layers in table.groupby("model", sort=False):
+    for (model, weights), layers in table.groupby(["model", "weights"], sort=False):
         for row in layers.itertuples(index=False):
-            rows.append({"model": model, "layer": row.layer_name, "nonlinearity": f"{row.function} ({row.kind})",
+            rows.append({"model": model, "weights": weights, "layer": row.layer_name,
+                         "nonlinearity": f"{row.function} ({row.kind})",
                          "dead/units (channels)": _dead_cell(row.dead, row.units, row.dead_channels, row.channels),
                          "dormant/units (channels)": _dead_cell(row.dormant, row.units, row.dormant_channels,
                                                                 row.channels)})
         total = layers[["dead", "dormant", "units", "dead_channels", "dormant_channels", "channels"]].sum()
-        rows.append({"model": model, "layer": "all layers", "nonlinearity": "",
+        rows.append({"model": model, "weights": weights, "layer": "all layers", "nonlinearity": "",
                      "dead/units (channels)": _dead_cell(*total[["dead", "units", "dead_channels", "channels"]]),
                      "dormant/units (channels)": _dead_cell(*total[["dormant", "units", "dormant_channels",
                                                                    "channels"]])})
@@ -499,7 +519,7 @@ def build_table(name: str, *, confidence: float, runs=(), tests=(), dead_units=(
         numbers = speed_table([read_run(path) for path in runs])
         return numbers, shown_speed(numbers)
     if name == "dead_units":
-        numbers = dead_units_table({Path(path).stem: pd.read_csv(path, sep="\t") for path in dead_units})
+        numbers = dead_units_table({dead_units_source(path): pd.read_csv(path, sep="\t") for path in dead_units})
         return numbers, shown_dead_units(numbers)
     raise ValueError(f"unknown table {name!r}; one of {TABLES}")
 

@@ -4,6 +4,8 @@ Every nonlinearity the architecture schema allows is covered: the seven Fourier
 functions (read from the packaged architecture schema), the sigmoid gates of
 the alpha/dense blocks, and the ReLU of the plain twins and the MLP head.
 """
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -248,3 +250,74 @@ def test_escnn_hooks_are_removed_after_measuring(escnn_model):
     measure_activity(escnn_model, batches(n_batches=1, batch=1), open_fraction=OPEN_FRACTION)
     hooked = [m for m in escnn_model.modules() if m._forward_hooks or m._forward_pre_hooks]
     assert hooked == []
+
+
+# --- final and best weights: the rule's script and the table --------------------------------
+
+def test_the_rule_script_analyses_the_final_and_the_best_weights(small_db, tmp_path):
+    """scripts/analyze_dead_units.py on weights files as training writes them (final/weights.pt
+    and final/best_weights.pt): one table per file, the best one of its own weights."""
+    import pandas as pd
+
+    from equivox.run_state import weights_of
+    from equivox.tables import build_table
+    from equivox.views import ViewPairSampler, write_view_set
+    from tests.defaults import VIEW_PARAMS
+    from tests.workflow_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("analyze_dead_units", REPO / "scripts/analyze_dead_units.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    views = tmp_path / "val.h5"
+    write_view_set(views, ViewPairSampler(small_db, "val", VIEW_PARAMS, seed=0), 4, progress=False)
+    torch.manual_seed(0)
+    model = build_model("plain", PLAIN)
+    record = {"arch": "plain", "spec": PLAIN, "head": "mlp", "in_channels": 4}
+    torch.save({"model": weights_of(model), **record}, tmp_path / "weights.pt")
+    with torch.no_grad():  # the best weights: first-layer channel 0 shut off for good
+        model.encoder[1].bias[0] = -1e4
+    torch.save({"model": weights_of(model), **record}, tmp_path / "best_weights.pt")
+    tables = {name: tmp_path / f"plain{name}.tsv" for name in ("", ".best")}
+    script.main(tmp_path / "weights.pt", views, tables[""], threads=1, best_weights=tmp_path / "best_weights.pt",
+         best_table=tables[".best"], n_examples=4, tau=0.1, open_fraction=OPEN_FRACTION, batch_size=2,
+         device="cpu")
+    final, best = (pd.read_csv(tables[name], sep="\t") for name in ("", ".best"))
+    assert final["layer"].tolist() == best["layer"].tolist()
+    assert best["dead"].iloc[0] == final["dead"].iloc[0] + 1
+    numbers, shown = build_table("dead_units", confidence=0.95, dead_units=[tables[""], tables[".best"]])
+    assert set(numbers["weights"]) == {"final", "best"} and set(numbers["model"]) == {"plain"}
+    assert numbers.loc[numbers["weights"] == "best", "dead"].tolist() == best["dead"].tolist()
+
+
+def layer_rows(dead: list[int]):
+    import pandas as pd
+
+    n = len(dead)
+    return pd.DataFrame({"layer_index": range(n), "layer": [f"l{i}" for i in range(n)],
+                         "layer_name": [f"stage {i}" for i in range(n)], "relative_depth": np.linspace(0, 1, n),
+                         "kind": "pointwise", "function": "relu", "unit": "channel", "units": 8, "dead": dead,
+                         "dormant": dead, "channels": 8, "dead_channels": dead, "dormant_channels": dead})
+
+
+def test_dead_units_table_has_final_then_best_weights_per_model(tmp_path):
+    from equivox.tables import build_table, dead_units_source
+
+    paths = {}
+    for name, dead in (("a.tsv", [0, 1]), ("b.tsv", [2]), ("a.best.tsv", [3, 4]), ("b.best.tsv", [5])):
+        paths[name] = tmp_path / name
+        layer_rows(dead).to_csv(paths[name], sep="\t", index=False)
+    assert dead_units_source(paths["a.best.tsv"]) == ("a", "best")
+    assert dead_units_source(paths["b.tsv"]) == ("b", "final")
+    numbers, shown = build_table("dead_units", confidence=0.95, dead_units=list(paths.values()))
+    assert list(numbers.columns[:2]) == ["model", "weights"]
+    assert list(zip(numbers["model"], numbers["weights"], numbers["dead"])) == [
+        ("a", "final", 0), ("a", "final", 1), ("a", "best", 3), ("a", "best", 4), ("b", "final", 2),
+        ("b", "best", 5)]
+    totals = shown[shown["layer"] == "all layers"]
+    assert list(zip(totals["model"], totals["weights"], totals["dead/units (channels)"])) == [
+        ("a", "final", "1/16 (1/16)"), ("a", "best", "7/16 (7/16)"), ("b", "final", "2/8 (2/8)"),
+        ("b", "best", "5/8 (5/8)")]
+    # final weights alone (no best records given): the table as before, weights "final"
+    numbers, _ = build_table("dead_units", confidence=0.95, dead_units=[paths["a.tsv"], paths["b.tsv"]])
+    assert (numbers["weights"] == "final").all() and numbers["model"].tolist() == ["a", "a", "b"]

@@ -28,11 +28,14 @@ rule baselines:
 
 
 rule analyze_dead_units:
+    # the final weights (table; what the figures draw) and the best ones (best_table)
     input:
         weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
+        best_weights=f"{RESULTS}/runs/{{arch}}/final/best_weights.pt",
         views=f"{RESULTS}/views/val.h5",
     output:
         table=f"{RESULTS}/analysis/dead_units/{{arch}}.tsv",
+        best_table=f"{RESULTS}/analysis/dead_units/{{arch}}.best.tsv",
     params:
         code=code_of("scripts/analyze_dead_units.py", per_arch=True),
         n_examples=config["analysis"]["dead_units"]["n_examples"],

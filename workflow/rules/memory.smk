@@ -1,0 +1,63 @@
+# Memory and batch size: peak memory of one training step at several batch sizes per
+# architecture, its linear trend, and the largest batch that fits a GPU (equivox/memory_probe.py,
+# docs/analyses.md "Memory and batch size"). Needs no data: random inputs of the trained shape.
+
+
+def memory_outputs():
+    """What `all` builds of this file: per model the rows and the fit, and the table."""
+    return [*(f"{RESULTS}/analysis/memory/{arch}.{ext}" for arch in ARCHITECTURES for ext in ("tsv", "json")),
+            f"{RESULTS}/tables/memory.html"]
+
+
+def memory_paper_files():
+    """results/paper/ copy -> source of the memory table (CSV, Markdown, LaTeX), for paper_files()."""
+    return {f"{RESULTS}/paper/tables/memory.{ext}": f"{RESULTS}/tables/memory.{ext}"
+            for ext in ("csv", "md", "tex")}
+
+
+def memory_probe_settings():
+    """analysis.memory_probe with its device resolved: null = analysis.device."""
+    settings = dict(config["analysis"]["memory_probe"])
+    settings["device"] = settings["device"] or config["analysis"]["device"]
+    return settings
+
+
+rule memory_probe:
+    output:
+        tsv=f"{RESULTS}/analysis/memory/{{arch}}.tsv",
+        summary=f"{RESULTS}/analysis/memory/{{arch}}.json",
+    params:
+        code=code_of("scripts/memory_probe.py", per_arch=True),
+        spec=lambda wildcards: ARCHITECTURES[wildcards.arch],
+        # the input shape (channels, length_voxels) and what the trainer's step does (head, amp)
+        views={key: config["views"][key] for key in ("channels", "length_voxels")},
+        train={key: config["train"][key] for key in ("head", "amp")},
+        settings=memory_probe_settings(),
+    threads: 2
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/memory_probe/{{arch}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/memory_probe/{{arch}}.tsv"
+    script:
+        "../../scripts/memory_probe.py"
+
+
+rule memory_table:
+    input:
+        summaries=expand(f"{RESULTS}/analysis/memory/{{arch}}.json", arch=ARCHITECTURES),
+    output:
+        html=report(f"{RESULTS}/tables/memory.html", caption="../report/memory_table.rst",
+                    category="Tables", labels={"table": "memory"}),
+        csv=f"{RESULTS}/tables/memory.csv",
+        md=f"{RESULTS}/tables/memory.md",
+        tex=f"{RESULTS}/tables/memory.tex",
+    params:
+        code=code_of("scripts/memory_table.py"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/memory_table.log",
+    script:
+        "../../scripts/memory_table.py"
