@@ -25,7 +25,7 @@ SOURCE = ["Snakefile", "workflow", "scripts", "config", "envs"]
 ARCHS = list(yaml.safe_load((REPO / "config/architectures/demo.yaml").read_text()))
 FIGURES = ["validation_vs_steps", "validation_vs_compute", "training_vs_steps", "test_results",
            "dead_units_summary", "equivariance", *(f"dead_units/{arch}" for arch in ARCHS)]
-TABLES = ["results", "baselines", "speed", "dead_units", "equivariance"]
+TABLES = ["results", "baselines", "speed", "dead_units", "equivariance", "replicates", "comparison", "memory"]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -129,10 +129,58 @@ def test_dead_units_table_equals_the_per_run_analyses(demo):
     _, workdir, _ = demo
     table = read_csv(workdir / "results/tables/dead_units.csv")
     for arch in ARCHS:
-        layers = list(csv.DictReader(open(workdir / f"results/analysis/dead_units/{arch}.tsv"), delimiter="\t"))
-        rows = [r for r in table if r["model"] == arch]
-        assert [(r["layer"], r["units"], r["dead"]) for r in rows] == \
-            [(r["layer"], r["units"], r["dead"]) for r in layers], arch
+        for weights, suffix in (("final", "tsv"), ("best", "best.tsv")):
+            path = workdir / f"results/analysis/dead_units/{arch}.{suffix}"
+            layers = list(csv.DictReader(open(path), delimiter="\t"))
+            rows = [r for r in table if r["model"] == arch and r["weights"] == weights]
+            assert [(r["layer"], r["units"], r["dead"]) for r in rows] == \
+                [(r["layer"], r["units"], r["dead"]) for r in layers], (arch, weights)
+
+
+def test_final_and_best_test_results_per_pair_and_the_paired_comparison(demo):
+    """Per-pair test records recount to the test summaries; the comparison table's
+    differences and discordant counts recount from them (B minus A)."""
+    import numpy as np
+
+    _, workdir, _ = demo
+    results = {row["model"]: row for row in read_csv(workdir / "results/tables/results.csv")}
+    examples = {}
+    for arch in ARCHS:
+        test = json.loads((workdir / f"results/analysis/test/{arch}.json").read_text())
+        with np.load(workdir / f"results/analysis/test/{arch}.examples.npz") as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        examples[arch] = arrays
+        for weights, record in (("final", test), ("best", test["best"])):
+            correct, loss = arrays[f"correct_{weights}"], arrays[f"loss_{weights}"]
+            assert correct.dtype == bool and loss.dtype == np.float32 and len(correct) == record["n_examples"]
+            assert int(correct.sum()) == record["correct"], (arch, weights)
+            assert float(loss.mean()) == pytest.approx(record["loss"], rel=1e-5), (arch, weights)
+        assert float(results[arch]["best_test_accuracy"]) == pytest.approx(test["best"]["accuracy"], rel=1e-12)
+    replicates = {row["group"]: row for row in read_csv(workdir / "results/tables/replicates.csv")}
+    assert sorted(replicates) == sorted(ARCHS) and all(int(r["n"]) == 1 for r in replicates.values())
+    comparison = read_csv(workdir / "results/tables/comparison.csv")
+    assert len(comparison) == 4 and {r["weights"] for r in comparison} == {"final", "best"}, comparison
+    for row in comparison:
+        assert row["a"].startswith("plain_") and row["direction"] == "B minus A"
+        diff = float(row["accuracy_diff"])
+        assert diff == pytest.approx(float(row["accuracy_b"]) - float(row["accuracy_a"]), abs=1e-9)
+        assert float(row["accuracy_diff_ci_low"]) <= diff <= float(row["accuracy_diff_ci_high"])
+        assert 0 < float(row["accuracy_p"]) <= 1 and 0 < float(row["loss_p"]) <= 1
+        if row["weights"] == "final":
+            a, b = examples[row["a"]]["correct_final"], examples[row["b"]]["correct_final"]
+            assert int(row["b_better"]) == int((b & ~a).sum()) and int(row["a_better"]) == int((a & ~b).sum())
+
+
+def test_memory_probe_fits_every_model_on_cpu(demo):
+    _, workdir, _ = demo
+    table = {row["model"]: row for row in read_csv(workdir / "results/tables/memory.csv")}
+    assert sorted(table) == sorted(ARCHS), table
+    for arch in ARCHS:
+        rows = list(csv.DictReader(open(workdir / f"results/analysis/memory/{arch}.tsv"), delimiter="\t"))
+        assert [int(r["batch_size"]) for r in rows] == [1, 2, 4] and {r["measured_on"] for r in rows} == {"cpu RSS"}
+        summary = json.loads((workdir / f"results/analysis/memory/{arch}.json").read_text())
+        assert summary["largest_batch"] > 4 and summary["fit"]["slope_bytes_per_example"] > 0, summary
+        assert int(table[arch]["largest_batch"]) == summary["largest_batch"]
 
 
 def built_report(demo) -> Path:
@@ -148,6 +196,7 @@ def test_report_builds(demo):
     html = built_report(demo).read_text(errors="replace")
     assert "test_results.svg" in html and "validation_vs_steps.svg" in html
     assert "run_description.html" in html and "What was run" in html
+    assert "comparison.html" in html and "replicates.html" in html and "memory.html" in html
 
 
 @pytest.mark.skipif(chromium() is None, reason="chromium not installed (apt-get install chromium): "

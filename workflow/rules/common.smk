@@ -141,7 +141,8 @@ def table_inputs(wildcards):
     """The records each paper table is made from (make_tables; unused kinds stay empty)."""
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     tests = [f"{RESULTS}/analysis/test/{arch}.json" for arch in ARCHITECTURES]
-    dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.tsv" for arch in ARCHITECTURES]
+    dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.{weights}tsv" for arch in ARCHITECTURES
+                  for weights in ("", "best.")]
     # the comparison table reads the per-pair results of the runs of the compared groups
     compared = {group for pair in comparison_pairs() for group in pair}
     examples = [f"{RESULTS}/analysis/test/{arch}.examples.npz" for arch, group in run_groups().items()
@@ -179,8 +180,21 @@ def paper_tables():
     return ["results", "baselines", "speed", "dead_units", "replicates", "comparison"]
 
 
-OWN_RULE_TABLES = ("equivariance",)
-"""Paper tables written by a rule of their own (equivariance_table), not by make_tables."""
+OWN_RULE_TABLES = ("equivariance", "memory")
+"""Paper tables written by a rule of their own (equivariance_table, memory_table), not by make_tables."""
+
+
+def memory_probe_runs():
+    """The runs whose memory is probed: one per setting (the first replicate), since the
+    seed and the training values other than batch size do not change a step's memory."""
+    return [name for name, run in RUNS.items() if run.replicate == 0]
+
+
+def memory_probe_settings():
+    """analysis.memory_probe with its device resolved: null = analysis.device."""
+    settings = dict(config["analysis"]["memory_probe"])
+    settings["device"] = settings["device"] or config["analysis"]["device"]
+    return settings
 
 
 def paper_files():
@@ -201,8 +215,10 @@ def final_outputs():
     shards = train_shard_files()
     runs = [f"{RESULTS}/runs/{arch}/final/run.json" for arch in ARCHITECTURES]
     analyses = [f"{RESULTS}/analysis/{kind}/{arch}.{ext}" for arch in ARCHITECTURES
-                for kind, ext in (("dead_units", "tsv"), ("test", "json"), ("test", "examples.npz"),
-                                  ("equivariance", "json"))]
+                for kind, ext in (("dead_units", "tsv"), ("dead_units", "best.tsv"), ("test", "json"),
+                                  ("test", "examples.npz"), ("equivariance", "json"))]
+    analyses += [f"{RESULTS}/analysis/memory/{arch}.{ext}" for arch in memory_probe_runs()
+                 for ext in ("tsv", "json")]
     tables = [f"{RESULTS}/tables/{name}.html" for name in (*paper_tables(), *OWN_RULE_TABLES)]
     return [f"{RESULTS}/origins.sqlite", f"{RESULTS}/origins.summary.tsv", *views, *shards,
             f"{RESULTS}/views/examples.png", *runs, *analyses, *tables, *paper_files(),

@@ -3,25 +3,6 @@
 # docs/analyses.md "Memory and batch size"). Needs no data: random inputs of the trained shape.
 
 
-def memory_outputs():
-    """What `all` builds of this file: per model the rows and the fit, and the table."""
-    return [*(f"{RESULTS}/analysis/memory/{arch}.{ext}" for arch in ARCHITECTURES for ext in ("tsv", "json")),
-            f"{RESULTS}/tables/memory.html"]
-
-
-def memory_paper_files():
-    """results/paper/ copy -> source of the memory table (CSV, Markdown, LaTeX), for paper_files()."""
-    return {f"{RESULTS}/paper/tables/memory.{ext}": f"{RESULTS}/tables/memory.{ext}"
-            for ext in ("csv", "md", "tex")}
-
-
-def memory_probe_settings():
-    """analysis.memory_probe with its device resolved: null = analysis.device."""
-    settings = dict(config["analysis"]["memory_probe"])
-    settings["device"] = settings["device"] or config["analysis"]["device"]
-    return settings
-
-
 rule memory_probe:
     output:
         tsv=f"{RESULTS}/analysis/memory/{{arch}}.tsv",
@@ -46,7 +27,7 @@ rule memory_probe:
 
 rule memory_table:
     input:
-        summaries=expand(f"{RESULTS}/analysis/memory/{{arch}}.json", arch=ARCHITECTURES),
+        summaries=expand(f"{RESULTS}/analysis/memory/{{arch}}.json", arch=memory_probe_runs()),
     output:
         html=report(f"{RESULTS}/tables/memory.html", caption="../report/memory_table.rst",
                     category="Tables", labels={"table": "memory"}),
