@@ -13,7 +13,7 @@ import yaml
 from equivox.code_version import FAMILY_MODULES, code_version, package_dir
 
 REPO = Path(__file__).resolve().parents[1]
-PER_ARCH = {"train_model", "analyze_dead_units", "evaluate_test"}
+PER_ARCH = {"train_model", "analyze_dead_units", "evaluate_test", "memory_probe"}
 
 
 def rule_scripts() -> dict[str, str]:
