@@ -10,16 +10,20 @@ One run directory per model (``results/runs/<arch>/``)::
     environment.json   packages, git commit, host, GPU of every (re)start
     metrics.csv        one row per logging window ("train") and per validation ("val")
     checkpoints/       ckpt_<step>.pt + .sha256; the newest valid one is resumed
-    final/             weights.pt, metrics.csv, run.json: written once, at completion
+    final/             weights.pt, best_weights.pt (lowest validation loss), metrics.csv,
+                       run.json (with best, stopped_early, stop_reason): written once, at completion
+    tensorboard/       the metrics rows as TensorBoard events (config train.tensorboard only)
     superseded/        earlier lineages, moved aside whole when a result setting changed
 
 A (re)start resumes only its own lineage: when a setting that determines the result
 differs from the recorded one (everything but max_steps, max_compute_h, num_workers,
-keep_checkpoints; the training code's fingerprint included), the old lineage is moved
+keep_checkpoints, tensorboard, and max_steps counts under lr_schedule cosine; the
+training code's fingerprint included), the old lineage is moved
 to ``superseded/<time>_<fingerprint>/`` with a reason.txt and training starts fresh.
 
-A checkpoint is a plain dict (model, optimizer, step, examples seen, compute and data-wait seconds,
-every RNG state). Example ``i`` of training is a pure function of (seed, i), so resuming
+A checkpoint is a plain dict (model, optimizer, learning-rate schedule, best validation
+with its weights and the early-stopping count, step, examples seen, compute and
+data-wait seconds, every RNG state). Optimizer and schedule: :mod:`equivox.optim`. Example ``i`` of training is a pure function of (seed, i), so resuming
 at step s restarts the data at example ``s * batch_size`` and reproduces the same run:
 on CPU the weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
 
