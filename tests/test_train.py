@@ -115,8 +115,15 @@ def test_run_record_is_complete(small_db, val_views, tmp_path):
     assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
 
 
-def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_path):
-    s = settings(small_db, val_views, max_steps=16)
+KILLED_CHOICES = {"defaults": {},
+                  "adamw_plateau_clip": dict(optimizer="adamw", lr=0.01, weight_decay=0.1, lr_schedule="plateau",
+                                             plateau_patience=1, warmup_steps=2, grad_clip_norm=1.0,
+                                             early_stopping_patience=3)}
+
+
+@pytest.mark.parametrize("choices", list(KILLED_CHOICES), ids=list(KILLED_CHOICES))
+def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_path, choices):
+    s = settings(small_db, val_views, max_steps=16, **KILLED_CHOICES[choices])
     straight = launch(tmp_path / "straight", s)
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
 
@@ -139,11 +146,14 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_pa
     again = launch(killed_dir, s)
     assert again.wait(timeout=600) == 0, again.stderr.read()
 
-    a = torch.load(tmp_path / "straight/final/weights.pt", weights_only=False)["model"]
-    b = torch.load(killed_dir / "final/weights.pt", weights_only=False)["model"]
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key                    # bit for bit
+    for name in ("weights.pt", "best_weights.pt"):
+        a = torch.load(tmp_path / "straight/final" / name, weights_only=False)["model"]
+        b = torch.load(killed_dir / "final" / name, weights_only=False)["model"]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)        # bit for bit
+    records = [json.loads((d / "final/run.json").read_text()) for d in (tmp_path / "straight", killed_dir)]
+    assert records[0]["best"] == records[1]["best"] and records[0]["stop_reason"] == records[1]["stop_reason"]
     after = lambda d: [without_timing(r) for r in rows(d) if int(r["step"]) > resumed_from]  # noqa: E731
     assert after(killed_dir) and after(killed_dir) == after(tmp_path / "straight")
     steps = [(r["kind"], r["step"]) for r in rows(killed_dir)]
