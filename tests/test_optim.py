@@ -174,3 +174,13 @@ def test_best_validation_and_early_stopping():
     for step in range(5):
         never.add(step, 1.0, 0.0, lambda: weights)
     assert not never.should_stop() and never.since_best == 4
+
+
+def test_max_steps_is_a_result_setting_under_cosine_only():
+    from equivox.run_record import settings_fingerprint
+    constant = vars(settings(max_steps=100))
+    assert settings_fingerprint(constant) == settings_fingerprint({**constant, "max_steps": 200})
+    assert settings_fingerprint(constant) == settings_fingerprint({**constant, "tensorboard": True})
+    cosine = vars(settings(max_steps=100, lr_schedule="cosine"))
+    assert settings_fingerprint(cosine) != settings_fingerprint({**cosine, "max_steps": 200})
+    assert settings_fingerprint(cosine) == settings_fingerprint({**cosine, "max_compute_h": 2.0})
