@@ -23,9 +23,10 @@ to ``superseded/<time>_<fingerprint>/`` with a reason.txt and training starts fr
 
 A checkpoint is a plain dict (model, optimizer, learning-rate schedule, best validation
 with its weights and the early-stopping count, step, examples seen, compute and
-data-wait seconds, every RNG state). Optimizer and schedule: :mod:`equivox.optim`. Example ``i`` of training is a pure function of (seed, i), so resuming
-at step s restarts the data at example ``s * batch_size`` and reproduces the same run:
-on CPU the weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
+data-wait seconds, every RNG state); optimizer and schedule: :mod:`equivox.optim`.
+Example ``i`` of training is a pure function of (seed, i), so resuming at step s
+restarts the data at example ``s * batch_size`` and reproduces the same run: on CPU the
+weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
 
 SIGTERM / SIGUSR1 (what SLURM sends before a time limit or preemption) make the loop
 save a checkpoint at the next step boundary and exit with status ``interrupted``
@@ -136,20 +137,23 @@ class _Window:
 
 class _TensorBoard:
     """The metrics rows as TensorBoard scalars (``<run_dir>/tensorboard/``, tag
-    ``<kind>/<column>``; config ``train.tensorboard``). A resumed run purges the events
-    after its checkpoint's step, as metrics.csv drops its rows."""
+    ``<kind>/<column>``; config ``train.tensorboard``). Events from ``purge_step`` on are
+    dropped, as metrics.csv drops its rows: those after the checkpoint a run resumes
+    from, or all of them on a fresh start."""
 
     SKIPPED = ("kind", "step", "wall_time_utc", "gpu_model")
 
-    def __init__(self, run_dir: Path, step: int):
+    def __init__(self, run_dir: Path, purge_step: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=step or None)
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def add(self, row: dict) -> None:
         for column, value in row.items():
             if column not in self.SKIPPED and value not in ("", None):
                 self.scalar(f"{row['kind']}/{column}", float(value), int(row["step"]))
+        if row["kind"] == "val":
+            self.writer.flush()  # on disk at every validation, not only every 2 minutes
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
@@ -260,7 +264,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     stop = _StopRequest()
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=s.max_steps, initial=step, unit="step", disable=not show_bar, dynamic_ncols=True)
-    board = _TensorBoard(run_dir, step) if s.tensorboard else None
+    board = _TensorBoard(run_dir, step + 1 if checkpoint is not None else 0) if s.tensorboard else None
 
     def budget_left() -> bool:
         """Steps left, and model time left: compute less data waits (run_record.METRIC_COLUMNS),

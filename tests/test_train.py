@@ -410,14 +410,31 @@ def test_tensorboard_events_and_fingerprint(small_db, val_views, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from equivox.run_record import settings_fingerprint
-    s = settings(small_db, val_views, max_steps=4, tensorboard=True)
-    assert settings_fingerprint(s) == settings_fingerprint(settings(small_db, val_views, max_steps=4))
+    s = settings(small_db, val_views, max_steps=4, val_every=2, tensorboard=True)
+    assert settings_fingerprint(s) == settings_fingerprint(settings(small_db, val_views, max_steps=4, val_every=2))
     run_training(tmp_path / "run", s, progress=False)
     events = EventAccumulator(str(tmp_path / "run/tensorboard"))
     events.Reload()
     tags = events.Tags()["scalars"]
     assert {"train/train_loss", "train/lr", "val/val_loss", "val/val_accuracy", "train/model_s"} <= set(tags)
-    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 4]
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4]
+    # a longer budget continues the run; a failure after step 6's validation (flushed)
+    # resumes from step 4: the events after it are purged and recomputed, none twice
+    longer = settings(small_db, val_views, max_steps=10, val_every=2, tensorboard=True)
+    os.environ["EQUIVOX_FAULT"] = "step_error@7"
+    try:
+        with pytest.raises(RuntimeError, match="fault injected"):
+            run_training(tmp_path / "run", longer, progress=False)
+    finally:
+        del os.environ["EQUIVOX_FAULT"]
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4, 6]
+    run_training(tmp_path / "run", longer, progress=False)
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4, 6, 8, 10]
+    assert [e.step for e in events.Scalars("train/lr")] == [2, 4, 6, 8, 10]
     assert [round(e.value, 6) for e in events.Scalars("val/val_loss")] == [loss for _, loss in
                                                                             val_losses(tmp_path / "run")]
 
