@@ -123,7 +123,7 @@ class Validations:
         is called only when this one is the new best. Returns whether it is."""
         if math.isfinite(val_loss) and (self.best is None or val_loss < self.best["val_loss"]):
             self.best = {"step": step, "val_loss": val_loss, "val_accuracy": val_accuracy}
-            self.best_weights = {k: v.detach().clone().cpu() for k, v in weights().items()}
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights().items()}
             self.since_best = 0
             return True
         self.since_best += 1
