@@ -38,7 +38,7 @@ EXIT_CODES = {"error": 1, "oom": 3, "cuda_oom": 4, "worker_died": 5, "disk_full"
 status when the trainer could not (a full disk fails the status write too)."""
 STATUSES = ("running", "complete", "interrupted", "oom", "cuda_oom", "worker_died",
             "disk_full", "killed", "crashed", "error")
-OPERATIONAL_SETTINGS = ("num_workers", "keep_checkpoints")
+OPERATIONAL_SETTINGS = ("num_workers", "keep_checkpoints", "tensorboard")
 """Settings that cannot change a run's result: the workflow keeps them out of
 train_model's params and the rule's script reads them from the config."""
 BUDGET_SETTINGS = ("max_steps", "max_compute_h")
@@ -78,6 +78,18 @@ class TrainSettings:
     data: dict                      # config the origin DB and val set were made from
     head: str
     lr: float
+    optimizer: str                  # adam | adamw | sgd (equivox.optim)
+    weight_decay: float             # coupled L2 (adam, sgd) or decoupled (adamw)
+    momentum: float                 # sgd only
+    nesterov: bool                  # sgd only
+    lr_schedule: str                # constant | cosine | step | plateau
+    warmup_steps: int               # linear warm-up to lr, any schedule
+    lr_step_every: int | None       # step: steps between decays
+    lr_gamma: float                 # step, plateau: decay factor
+    plateau_patience: int           # plateau: validations without improvement before a decay
+    min_lr: float                   # cosine, plateau: floor
+    grad_clip_norm: float | None    # clip the global gradient norm; None = off
+    early_stopping_patience: int | None  # validations without improvement before stopping; None = off
     batch_size: int
     max_steps: int | None
     max_compute_h: float | None
@@ -86,6 +98,7 @@ class TrainSettings:
     checkpoint_every: int
     keep_checkpoints: int
     num_workers: int
+    tensorboard: bool               # also write metrics as TensorBoard events (operational)
     seed: int
     epoch_size: int | None          # examples per "epoch"; None = number of training origins
     device: str                     # auto | cpu | cuda
@@ -95,6 +108,21 @@ class TrainSettings:
     train_shards: list              # materialised HDF5 shards; empty = on the fly
     deterministic: bool
     code: str                       # equivox.code_version of the training code (workflow-set)
+
+
+TENSORBOARD_MISSING = ("config train.tensorboard: true but the optional package tensorboard is not installed: "
+                       "pip install 'equivox[tensorboard]' (or pip install tensorboard==2.21.0), "
+                       "or set train.tensorboard: false")
+
+
+def tensorboard_available() -> bool:
+    """Whether the optional ``tensorboard`` package (config train.tensorboard) can be imported."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorboard") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 WORKFLOW_TRAIN_KEYS = ("architectures", "models", "resources", "max_steps_per_model")
@@ -129,9 +157,15 @@ def write_run_config(run_dir: Path, settings: TrainSettings, device) -> None:
 
 
 def result_settings(settings: TrainSettings | dict) -> dict:
-    """The settings that determine a run's result (all but budget and operational keys)."""
+    """The settings that determine a run's result (all but budget and operational keys).
+
+    ``max_steps`` is one of them under ``lr_schedule: cosine``, which decays the
+    learning rate over ``max_steps``: a longer budget is a different run there, not a
+    continuation."""
     values = asdict(settings) if isinstance(settings, TrainSettings) else dict(settings)
-    return {k: v for k, v in values.items() if k not in (*BUDGET_SETTINGS, *OPERATIONAL_SETTINGS)}
+    kept = ("max_steps",) if values.get("lr_schedule") == "cosine" else ()
+    return {k: v for k, v in values.items()
+            if k in kept or k not in (*BUDGET_SETTINGS, *OPERATIONAL_SETTINGS)}
 
 
 def settings_fingerprint(settings: TrainSettings | dict) -> str:

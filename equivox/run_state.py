@@ -196,17 +196,22 @@ def record_session(run_dir: Path, device: torch.device) -> list[dict]:
     return sessions
 
 
-def save_final_weights(path: Path, model: torch.nn.Module, settings, in_channels: int) -> None:
-    """``final/weights.pt``: the weights (:func:`weights_of`) and what rebuilds the model
-    (``arch``, ``spec``, ``head``, ``in_channels``); read by :func:`load_trained_model`."""
+def save_final_weights(path: Path, model: torch.nn.Module, settings, in_channels: int,
+                       weights: dict | None = None) -> None:
+    """``final/weights.pt`` (and ``final/best_weights.pt``, same format): the weights
+    (:func:`weights_of` of ``model``, or ``weights`` when given: those of the best
+    validation) and what rebuilds the model (``arch``, ``spec``, ``head``,
+    ``in_channels``); read by :func:`load_trained_model`."""
+    weights = weights_of(model) if weights is None else weights
     atomic_write(path, lambda handle: torch.save(
-        {"model": weights_of(model), "arch": settings.arch, "spec": settings.spec, "head": settings.head,
+        {"model": weights, "arch": settings.arch, "spec": settings.spec, "head": settings.head,
          "in_channels": in_channels}, handle), binary=True)
 
 
 def load_trained_model(weights_path: str | Path,
                        device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a run's model from ``final/weights.pt`` (eval mode, on ``device``).
+    """Rebuild a run's model from ``final/weights.pt`` or ``final/best_weights.pt``
+    (eval mode, on ``device``).
 
     Returns the model and what else the file records (``arch``, ``spec``, ``head``,
     ``in_channels``).

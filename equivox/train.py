@@ -10,18 +10,23 @@ One run directory per model (``results/runs/<arch>/``)::
     environment.json   packages, git commit, host, GPU of every (re)start
     metrics.csv        one row per logging window ("train") and per validation ("val")
     checkpoints/       ckpt_<step>.pt + .sha256; the newest valid one is resumed
-    final/             weights.pt, metrics.csv, run.json: written once, at completion
+    final/             weights.pt, best_weights.pt (lowest validation loss), metrics.csv,
+                       run.json (with best, stopped_early, stop_reason): written once, at completion
+    tensorboard/       the metrics rows as TensorBoard events (config train.tensorboard only)
     superseded/        earlier lineages, moved aside whole when a result setting changed
 
 A (re)start resumes only its own lineage: when a setting that determines the result
 differs from the recorded one (everything but max_steps, max_compute_h, num_workers,
-keep_checkpoints; the training code's fingerprint included), the old lineage is moved
+keep_checkpoints, tensorboard, and max_steps counts under lr_schedule cosine; the
+training code's fingerprint included), the old lineage is moved
 to ``superseded/<time>_<fingerprint>/`` with a reason.txt and training starts fresh.
 
-A checkpoint is a plain dict (model, optimizer, step, examples seen, compute and data-wait seconds,
-every RNG state). Example ``i`` of training is a pure function of (seed, i), so resuming
-at step s restarts the data at example ``s * batch_size`` and reproduces the same run:
-on CPU the weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
+A checkpoint is a plain dict (model, optimizer, learning-rate schedule, best validation
+with its weights and the early-stopping count, step, examples seen, compute and
+data-wait seconds, every RNG state); optimizer and schedule: :mod:`equivox.optim`.
+Example ``i`` of training is a pure function of (seed, i), so resuming at step s
+restarts the data at example ``s * batch_size`` and reproduces the same run: on CPU the
+weights after a kill-and-resume equal those of an uninterrupted run bit for bit.
 
 SIGTERM / SIGUSR1 (what SLURM sends before a time limit or preemption) make the loop
 save a checkpoint at the next step boundary and exit with status ``interrupted``
@@ -49,9 +54,10 @@ from torch.nn.functional import cross_entropy
 
 from .atomic import inject_disk_full, remove_stray_tmp, write_json
 from .gpu_monitor import GpuUtilisation
-from .run_record import (EXIT_INTERRUPTED, METRIC_COLUMNS, TrainSettings, append_metrics_row,
-                         read_metrics, rewrite_metrics, set_status, settings_fingerprint, utc_now,
-                         write_run_config)
+from .optim import LrSchedule, Validations, build_optimizer
+from .run_record import (EXIT_INTERRUPTED, METRIC_COLUMNS, TENSORBOARD_MISSING, TrainSettings,
+                         append_metrics_row, read_metrics, rewrite_metrics, set_status, settings_fingerprint,
+                         tensorboard_available, utc_now, write_run_config)
 from .run_state import (gpu_fields, host_rss_bytes, load_weights, record_session, rng_state,
                         save_checkpoint, save_final_weights, set_rng_state, start_lineage,
                         training_device, weights_of)
@@ -129,6 +135,33 @@ class _Window:
                     data_wait_fraction=f"{self.wait_s / elapsed:.4f}")
 
 
+class _TensorBoard:
+    """The metrics rows as TensorBoard scalars (``<run_dir>/tensorboard/``, tag
+    ``<kind>/<column>``; config ``train.tensorboard``). Events from ``purge_step`` on are
+    dropped, as metrics.csv drops its rows: those after the checkpoint a run resumes
+    from, or all of them on a fresh start."""
+
+    SKIPPED = ("kind", "step", "wall_time_utc", "gpu_model")
+
+    def __init__(self, run_dir: Path, purge_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+
+    def add(self, row: dict) -> None:
+        for column, value in row.items():
+            if column not in self.SKIPPED and value not in ("", None):
+                self.scalar(f"{row['kind']}/{column}", float(value), int(row["step"]))
+        if row["kind"] == "val":
+            self.writer.flush()  # on disk at every validation, not only every 2 minutes
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _data(s: TrainSettings, sampler, view_params, step: int, device: torch.device):
     """(training loader, validation loader, images built on the device?). Example ``i``
     is a pure function of (seed, i): a run resumed at ``step`` starts at example
@@ -171,6 +204,8 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     run_dir.mkdir(parents=True, exist_ok=True)
     fault = _parse_fault()
     device = training_device(s.device)
+    if s.tensorboard and not tensorboard_available():
+        raise RuntimeError(TENSORBOARD_MISSING)
     for path in remove_stray_tmp(run_dir):
         log.warning("removed %s, left by a process killed mid-write", path)
     if device.type == "cuda" and s.tf32:
@@ -194,7 +229,9 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     random.seed(s.seed)
     in_channels = len(view_params.image.channels)
     model = build_model(s.arch, s.spec, in_channels=in_channels, head=s.head).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    optimizer = build_optimizer(model.parameters(), s)
+    schedule = LrSchedule(optimizer, s)
+    validations = Validations(s.early_stopping_patience)
     scaler = torch.amp.GradScaler("cuda", enabled=s.amp == "fp16" and device.type == "cuda")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.amp)
     use_amp = amp_dtype is not None and device.type == "cuda"
@@ -209,12 +246,17 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         scaler.load_state_dict(checkpoint["scaler"])
         step, examples_seen, compute_s = checkpoint["step"], checkpoint["examples_seen"], checkpoint["compute_s"]
         data_wait_s = checkpoint.get("data_wait_s", 0.0)
+        if "lr_schedule" in checkpoint:
+            schedule.load_state_dict(checkpoint["lr_schedule"])
+            validations.load_state_dict(checkpoint["validations"])
         set_rng_state(checkpoint["rng"])
         log.info("resumed %s from step %d (%.0f compute s so far)", s.arch, step, compute_s)
     state["step"] = step
     metrics_path = run_dir / "metrics.csv"
-    # rows after the checkpoint are recomputed; drop them so no step is logged twice
-    rewrite_metrics(metrics_path, [r for r in read_metrics(metrics_path) if int(r["step"]) <= step])
+    # rows after the checkpoint are recomputed; drop them so no step is logged twice (a
+    # fresh start recomputes the validation at step 0 too: it counts for the best weights)
+    rewrite_metrics(metrics_path, [r for r in read_metrics(metrics_path)
+                                   if checkpoint is not None and int(r["step"]) <= step])
     set_status(run_dir, "running", step=step)
 
     train_loader, val_loader, on_device = _data(s, sampler, view_params, step, device)
@@ -222,6 +264,7 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
     stop = _StopRequest()
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=s.max_steps, initial=step, unit="step", disable=not show_bar, dynamic_ncols=True)
+    board = _TensorBoard(run_dir, step + 1 if checkpoint is not None else 0) if s.tensorboard else None
 
     def budget_left() -> bool:
         """Steps left, and model time left: compute less data waits (run_record.METRIC_COLUMNS),
@@ -236,22 +279,30 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
                    data_wait_s=f"{data_wait_s:.3f}", model_s=f"{compute_s - data_wait_s:.3f}",
                    **gpu_fields(device), **values)
         append_metrics_row(metrics_path, row)
+        if board is not None:
+            board.add(row)
 
     def validate() -> None:
-        """Evaluate on the validation set (counted as compute) and write a ``val`` row."""
+        """Evaluate on the validation set (counted as compute), write a ``val`` row,
+        and count it for the best weights, early stopping and a plateau schedule."""
         nonlocal compute_s
         t0 = time.perf_counter()
         val_loss, val_acc = evaluate(model, val_loader, device, autocast)
         compute_s += time.perf_counter() - t0
         write_row("val", val_loss=f"{val_loss:.6f}", val_accuracy=f"{val_acc:.6f}")
+        validations.add(step, val_loss, val_acc, lambda: weights_of(model))
+        if schedule.after_validation(val_loss):
+            log.info("%s step %d: no lower validation loss in %d validations; learning rate now %.3g",
+                     s.arch, step, s.plateau_patience, schedule.lr_at(step))
 
     model.train()
     batches = iter(train_loader)
     state["worker_pids"] = [w.pid for w in getattr(batches, "_workers", [])]
-    if budget_left() and step == 0 and not read_metrics(metrics_path):
+    if budget_left() and checkpoint is None:
         validate()
     window = _Window()
-    while budget_left():
+    stopping = validations.should_stop() and budget_left()  # a resumed run that had stopped early
+    while budget_left() and not stopping:
         t_step = time.perf_counter()
         try:
             inputs, labels = next(batches)
@@ -266,6 +317,10 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
             loss = cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        lr = schedule.apply(step)
+        if s.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients (fp16: unscaled first)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
         step += 1
@@ -284,6 +339,8 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
         if step % s.log_every == 0:
             row = window.row()
             write_row("train", **row, gpu_util_percent=gpu_util.window_mean())
+            if board is not None:
+                board.scalar("train/lr", lr, step)
             bar.set_postfix(loss=row["train_loss"][:5], acc=row["train_accuracy"][:5])
             if not show_bar:
                 log.info("%s step %d: loss %s acc %s, %s it/s, data wait %s", s.arch, step, row["train_loss"],
@@ -291,13 +348,17 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
             window = _Window()
         if step % s.val_every == 0 or not budget_left():
             validate()
-        if step % s.checkpoint_every == 0 or stop.signal or not budget_left():
+            stopping = validations.should_stop() and budget_left()
+        if step % s.checkpoint_every == 0 or stop.signal or stopping or not budget_left():
             save_checkpoint(run_dir, {
                 "model": weights_of(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "lr_schedule": schedule.state_dict(), "validations": validations.state_dict(),
                 "step": step, "examples_seen": examples_seen, "compute_s": compute_s,
                 "data_wait_s": data_wait_s, "rng": rng_state(),
                 "settings": asdict(s), "fingerprint": settings_fingerprint(s)}, s.keep_checkpoints)
         if stop.signal:
+            if board is not None:
+                board.close()
             bar.close()
             set_status(run_dir, "interrupted", f"{stop.signal} received; checkpointed at step {step}", step=step)
             log.warning("%s: %s received, checkpoint saved at step %d; exiting for a resubmission",
@@ -305,15 +366,32 @@ def train(run_dir: str | Path, settings: TrainSettings, progress: bool | None = 
             raise SystemExit(EXIT_INTERRUPTED)
     bar.close()
     gpu_util.close()
+    if board is not None:
+        board.close()
     del batches  # loader workers end here, not at interpreter exit
 
+    best = validations.best
+    if stopping:
+        reason = (f"early stopping: {s.early_stopping_patience} consecutive validations without a "
+                  f"validation loss below {best['val_loss']:.6f} (step {best['step']})")
+        log.info("%s: stopped at step %d, %s", s.arch, step, reason)
+    elif s.max_steps is not None and step >= s.max_steps:
+        reason = f"max_steps ({s.max_steps}) reached"
+    elif budget_left():
+        reason = "training examples exhausted"
+    else:
+        reason = f"max_compute_h ({s.max_compute_h:g} h of model time) reached"
     final = run_dir / "final"
     final.mkdir(exist_ok=True)
     save_final_weights(final / "weights.pt", model, s, in_channels)
+    if best is None:  # no validation gave a finite loss: nothing to choose by
+        log.warning("%s: no validation with a finite loss; final/best_weights.pt holds the last weights", s.arch)
+    save_final_weights(final / "best_weights.pt", model, s, in_channels, weights=validations.best_weights)
     rewrite_metrics(final / "metrics.csv", read_metrics(metrics_path))
     summary = {"arch": s.arch, "status": "complete", "steps": step, "examples_seen": examples_seen,
                "epochs": examples_seen / epoch_size, "compute_s": compute_s,
                "data_wait_s": data_wait_s, "model_s": compute_s - data_wait_s,
+               "stopped_early": stopping, "stop_reason": reason, "best": best,
                "parameters": count_parameters(model), "device": str(device),
                "gpu_model": gpu_fields(device)["gpu_model"], "settings": asdict(s),
                "fingerprint": settings_fingerprint(s), "environment": sessions}

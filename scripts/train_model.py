@@ -43,8 +43,8 @@ def main(run_dir, settings, threads, log_path):
 
 
 if "snakemake" in globals():
-    # loader workers and kept checkpoints change no result, so they are not params (a
-    # changed param retrains the model): they come from the config of this run
+    # loader workers, kept checkpoints and TensorBoard files change no result, so they are
+    # not params (a changed param retrains the model): they come from the config of this run
     operational = {key: snakemake.config["train"][key] for key in OPERATIONAL_SETTINGS}
     sys.exit(main(snakemake.params.run_dir, {**snakemake.params.settings, **operational},
                   snakemake.threads, snakemake.log[0]))

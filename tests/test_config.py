@@ -162,3 +162,54 @@ def test_one_nested_key_is_overridden_from_the_command_line(tmp_path):
     assert proc.returncode != 0 and "multiple of train.log_every (7), got 60" in out, out[-3000:]
     assert "not of type" not in out
     snakemake(tmp_path, "-n", "all", "--config", "train={batch_size: 8}")
+
+
+@pytest.mark.parametrize("train, words", [
+    ({"optimizer": "sgd", "nesterov": True, "momentum": 0}, ["train.nesterov", "momentum > 0"]),
+    ({"optimizer": "adam", "nesterov": True}, ["train.nesterov", "needs optimizer sgd", "'adam'"]),
+    ({"lr_schedule": "cosine", "max_steps": None, "max_compute_h": 1.0}, ["train.lr_schedule", "cosine",
+                                                                          "max_steps, which is null"]),
+    ({"lr_schedule": "cosine", "max_steps": 20, "warmup_steps": 20, "max_steps_per_model": None},
+     ["train.warmup_steps", "max_steps <= warmup_steps"]),
+    ({"lr_schedule": "step"}, ["train.lr_step_every", "required for lr_schedule step"]),
+    ({"lr_step_every": 10}, ["train.lr_step_every", "step only", "'constant'"]),
+    ({"lr_schedule": "plateau", "min_lr": 0.01, "lr": 0.001}, ["train.min_lr", "below train.lr"]),
+    ({"min_lr": 1e-5}, ["train.min_lr", "cosine and plateau only"]),
+    ({"optimizer": "rmsprop"}, ["train.optimizer", "is not one of", "adam", "adamw", "sgd"]),
+    ({"lr_schedule": "linear"}, ["train.lr_schedule", "is not one of"]),
+    ({"lr_gamma": 1.0}, ["train.lr_gamma", "maximum"]),
+    ({"momentum": -0.1}, ["train.momentum", "minimum"]),
+    ({"grad_clip_norm": 0}, ["train.grad_clip_norm"]),
+    ({"early_stopping_patience": 0}, ["train.early_stopping_patience", "minimum"]),
+    ({"plateau_patience": 0}, ["train.plateau_patience", "minimum"]),
+    ({"weight_decay": -1}, ["train.weight_decay", "minimum"]),
+    ({"optimiser": "sgd"}, ["train.optimiser", "unknown key", "optimizer"]),
+])
+def test_training_choices_are_checked_by_key(train, words):
+    with pytest.raises(ConfigError) as error:
+        check(train=train)
+    for word in words:
+        assert word in str(error.value), str(error.value)
+
+
+def test_valid_training_choices_pass_and_defaults_are_filled():
+    config = check()
+    assert {k: config["train"][k] for k in ("optimizer", "weight_decay", "momentum", "nesterov", "lr_schedule",
+                                            "warmup_steps", "lr_step_every", "lr_gamma", "plateau_patience",
+                                            "min_lr", "grad_clip_norm", "early_stopping_patience",
+                                            "tensorboard")} == {
+        "optimizer": "adam", "weight_decay": 0, "momentum": 0.9, "nesterov": False, "lr_schedule": "constant",
+        "warmup_steps": 0, "lr_step_every": None, "lr_gamma": 0.1, "plateau_patience": 2, "min_lr": 0,
+        "grad_clip_norm": None, "early_stopping_patience": None, "tensorboard": False}
+    check(train={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                 "lr_schedule": "cosine", "warmup_steps": 10, "min_lr": 1e-5, "grad_clip_norm": 1.0,
+                 "early_stopping_patience": 3})
+    check(train={"optimizer": "adamw", "weight_decay": 0.01, "lr_schedule": "step", "lr_step_every": 100})
+    check(train={"lr_schedule": "plateau", "plateau_patience": 1, "lr_gamma": 0.5, "min_lr": 1e-6})
+
+
+def test_tensorboard_without_the_package_is_a_config_error(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "tensorboard", None)           # as if not installed
+    with pytest.raises(ConfigError, match=r"config train.tensorboard: .*pip install 'equivox\[tensorboard\]'"):
+        check(train={"tensorboard": True})

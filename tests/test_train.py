@@ -115,8 +115,15 @@ def test_run_record_is_complete(small_db, val_views, tmp_path):
     assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
 
 
-def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_path):
-    s = settings(small_db, val_views, max_steps=16)
+KILLED_CHOICES = {"defaults": {},
+                  "adamw_plateau_clip": dict(optimizer="adamw", lr=0.01, weight_decay=0.1, lr_schedule="plateau",
+                                             plateau_patience=1, warmup_steps=2, grad_clip_norm=1.0,
+                                             early_stopping_patience=3)}
+
+
+@pytest.mark.parametrize("choices", list(KILLED_CHOICES), ids=list(KILLED_CHOICES))
+def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_path, choices):
+    s = settings(small_db, val_views, max_steps=16, **KILLED_CHOICES[choices])
     straight = launch(tmp_path / "straight", s)
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
 
@@ -139,11 +146,14 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_pa
     again = launch(killed_dir, s)
     assert again.wait(timeout=600) == 0, again.stderr.read()
 
-    a = torch.load(tmp_path / "straight/final/weights.pt", weights_only=False)["model"]
-    b = torch.load(killed_dir / "final/weights.pt", weights_only=False)["model"]
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key                    # bit for bit
+    for name in ("weights.pt", "best_weights.pt"):
+        a = torch.load(tmp_path / "straight/final" / name, weights_only=False)["model"]
+        b = torch.load(killed_dir / "final" / name, weights_only=False)["model"]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)        # bit for bit
+    records = [json.loads((d / "final/run.json").read_text()) for d in (tmp_path / "straight", killed_dir)]
+    assert records[0]["best"] == records[1]["best"] and records[0]["stop_reason"] == records[1]["stop_reason"]
     after = lambda d: [without_timing(r) for r in rows(d) if int(r["step"]) > resumed_from]  # noqa: E731
     assert after(killed_dir) and after(killed_dir) == after(tmp_path / "straight")
     steps = [(r["kind"], r["step"]) for r in rows(killed_dir)]
@@ -268,3 +278,171 @@ def test_training_from_materialised_shards(small_db, val_views, tmp_path):
                                                        train_shards=[str(p) for p in shards]), progress=False)
     assert summary["steps"] == 4 and summary["examples_seen"] == 16  # 16 > 12: the shards cycled
     assert len(rows(tmp_path / "run", "train")) == 2
+
+
+# --- training choices: optimizer, schedule, clipping, early stopping, best weights --------
+
+def val_losses(run_dir):
+    return [(int(r["step"]), float(r["val_loss"])) for r in rows(run_dir, "val")]
+
+
+def test_best_weights_are_those_of_the_best_validation_and_early_stopping_stops(small_db, val_views, tmp_path,
+                                                                                caplog):
+    """SGD at a rate that overshoots: the validation loss falls, then rises; with patience
+    2 the run stops at the second validation after the best, and best_weights.pt holds
+    the weights checkpointed at the best validation's step."""
+    import logging
+    from equivox.run_state import load_trained_model
+    run = tmp_path / "run"
+    s = settings(small_db, val_views, optimizer="sgd", lr=0.5, momentum=0.9, max_steps=40, val_every=2,
+                 checkpoint_every=2, keep_checkpoints=100, early_stopping_patience=2)
+    with caplog.at_level(logging.INFO, logger="equivox.train"):
+        summary = run_training(run, s, progress=False)
+    record = json.loads((run / "final/run.json").read_text())
+    # expected from the validation rows alone: the earliest lowest loss, the stop two later
+    best_step, best_loss, since, stop_step = None, None, 0, None
+    for step, loss in val_losses(run):
+        if best_loss is None or loss < best_loss:
+            best_step, best_loss, since = step, loss, 0
+        else:
+            since += 1
+        if since == 2:
+            stop_step = step
+            break
+    assert stop_step is not None and 0 < best_step < stop_step < 40, val_losses(run)
+    assert val_losses(run)[-1][0] == stop_step == summary["steps"] == record["steps"]
+    assert record["stopped_early"] is True and record["stop_reason"].startswith("early stopping: 2 consecutive")
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert "early stopping" in caplog.text
+    assert record["best"]["step"] == best_step and f"{record['best']['val_loss']:.6f}" == f"{best_loss:.6f}"
+    assert record["best"]["val_accuracy"] == pytest.approx(
+        float(next(r["val_accuracy"] for r in rows(run, "val") if int(r["step"]) == best_step)), abs=1e-6)
+
+    best = torch.load(run / "final/best_weights.pt", weights_only=False)
+    last = torch.load(run / "final/weights.pt", weights_only=False)
+    assert best.keys() == last.keys() and {k: best[k] for k in best if k != "model"} == \
+        {k: last[k] for k in last if k != "model"}                   # the same format
+    at_best = torch.load(run / f"checkpoints/ckpt_{best_step:08d}.pt", weights_only=False)["model"]
+    assert best["model"].keys() == at_best.keys()
+    assert all(torch.equal(best["model"][k], at_best[k]) for k in at_best)
+    assert not all(torch.equal(best["model"][k], last["model"][k]) for k in at_best)
+    model, saved = load_trained_model(run / "final/best_weights.pt")  # what the analyses load
+    assert saved["arch"] == "tiny" and not model.training
+
+
+def test_a_plain_run_records_why_it_ended(small_db, val_views, tmp_path):
+    run_training(tmp_path / "run", settings(small_db, val_views, max_steps=4), progress=False)
+    record = json.loads((tmp_path / "run/final/run.json").read_text())
+    assert record["stopped_early"] is False and record["stop_reason"] == "max_steps (4) reached"
+    best_step, best_loss = min(val_losses(tmp_path / "run"), key=lambda sv: (sv[1], sv[0]))
+    assert record["best"]["step"] == best_step and (tmp_path / "run/final/best_weights.pt").exists()
+    assert record["settings"]["optimizer"] == "adam" and record["settings"]["lr_schedule"] == "constant"
+
+
+RESUMED_CHOICES = {
+    "sgd_nesterov_cosine_warmup_clip": dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+                                            weight_decay=1e-3, lr_schedule="cosine", warmup_steps=3,
+                                            grad_clip_norm=0.5),
+    "adamw_plateau": dict(optimizer="adamw", lr=0.01, weight_decay=0.1, lr_schedule="plateau",
+                          plateau_patience=1, min_lr=1e-5),
+    "early_stopping": dict(optimizer="sgd", lr=0.5, momentum=0.9, val_every=2, early_stopping_patience=2),
+}
+
+
+@pytest.mark.parametrize("choices", list(RESUMED_CHOICES), ids=list(RESUMED_CHOICES))
+def test_resume_with_training_choices_equals_an_uninterrupted_run(small_db, val_views, tmp_path, monkeypatch,
+                                                                  choices):
+    """A run that fails after its step-8 checkpoint and is rerun ends with the weights,
+    best weights, schedule state and records of a run that never stopped: the schedule
+    (plateau state), the best validation and the early-stopping count come back from
+    the checkpoint."""
+    s = settings(small_db, val_views, max_steps=16, **RESUMED_CHOICES[choices])
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    run_training(straight, s, progress=False)
+    monkeypatch.setenv("EQUIVOX_FAULT", "step_error@9")
+    with pytest.raises(RuntimeError, match="fault injected"):
+        run_training(broken, s, progress=False)
+    monkeypatch.delenv("EQUIVOX_FAULT")
+    assert load_latest_checkpoint(broken)["step"] == 8
+    run_training(broken, s, progress=False)
+
+    for name in ("weights.pt", "best_weights.pt"):
+        a = torch.load(straight / "final" / name, weights_only=False)["model"]
+        b = torch.load(broken / "final" / name, weights_only=False)["model"]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)          # bit for bit
+    summary = {d: json.loads((d / "final/run.json").read_text()) for d in (straight, broken)}
+    for key in ("steps", "best", "stopped_early", "stop_reason"):
+        assert summary[straight][key] == summary[broken][key], key
+    assert [without_timing(r) for r in rows(broken)] == [without_timing(r) for r in rows(straight)]
+    ends = [load_latest_checkpoint(d) for d in (straight, broken)]
+    assert ends[0]["lr_schedule"] == ends[1]["lr_schedule"] and ends[0]["optimizer"]["param_groups"][0]["lr"] \
+        == ends[1]["optimizer"]["param_groups"][0]["lr"]
+    if choices == "adamw_plateau":
+        assert ends[0]["lr_schedule"]["scale"] < 1                    # the plateau decayed after the resume
+    if choices == "early_stopping":
+        assert summary[straight]["stopped_early"] and summary[straight]["steps"] > 8
+    if choices == "sgd_nesterov_cosine_warmup_clip":
+        assert ends[0]["optimizer"]["param_groups"][0]["nesterov"] is True
+
+
+def test_gradient_clipping_bounds_each_update(small_db, val_views, tmp_path):
+    """Plain SGD with the gradient norm clipped to 1e-4 moves the parameters by at most
+    lr * 1e-4 per step (unclipped, the tiny model's gradients are orders larger)."""
+    import random
+
+    import numpy as np
+    from equivox.models import build_model
+    s = settings(small_db, val_views, optimizer="sgd", lr=0.1, momentum=0.0, grad_clip_norm=1e-4, max_steps=4)
+    run_training(tmp_path / "run", s, progress=False)
+    torch.manual_seed(s.seed)                                         # the trainer's initial weights
+    np.random.seed(s.seed)
+    random.seed(s.seed)
+    initial = build_model(s.arch, s.spec, in_channels=4, head=s.head)
+    final = torch.load(tmp_path / "run/final/weights.pt", weights_only=False)["model"]
+    moved = torch.cat([(final[k] - p.detach()).flatten() for k, p in initial.named_parameters()]).norm()
+    assert 0 < moved <= 4 * 0.1 * 1e-4 * (1 + 1e-4)
+
+
+def test_tensorboard_events_and_fingerprint(small_db, val_views, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from equivox.run_record import settings_fingerprint
+    s = settings(small_db, val_views, max_steps=4, val_every=2, tensorboard=True)
+    assert settings_fingerprint(s) == settings_fingerprint(settings(small_db, val_views, max_steps=4, val_every=2))
+    run_training(tmp_path / "run", s, progress=False)
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/train_loss", "train/lr", "val/val_loss", "val/val_accuracy", "train/model_s"} <= set(tags)
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4]
+    # a longer budget continues the run; a failure after step 6's validation (flushed)
+    # resumes from step 4: the events after it are purged and recomputed, none twice
+    longer = settings(small_db, val_views, max_steps=10, val_every=2, tensorboard=True)
+    os.environ["EQUIVOX_FAULT"] = "step_error@7"
+    try:
+        with pytest.raises(RuntimeError, match="fault injected"):
+            run_training(tmp_path / "run", longer, progress=False)
+    finally:
+        del os.environ["EQUIVOX_FAULT"]
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4, 6]
+    run_training(tmp_path / "run", longer, progress=False)
+    events = EventAccumulator(str(tmp_path / "run/tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/val_loss")] == [0, 2, 4, 6, 8, 10]
+    assert [e.step for e in events.Scalars("train/lr")] == [2, 4, 6, 8, 10]
+    assert [round(e.value, 6) for e in events.Scalars("val/val_loss")] == [loss for _, loss in
+                                                                            val_losses(tmp_path / "run")]
+
+
+def test_tensorboard_without_the_package_fails_first_thing(small_db, val_views, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)            # as if not installed
+    with pytest.raises(RuntimeError, match=r"train.tensorboard.*pip install 'equivox\[tensorboard\]'"):
+        run_training(tmp_path / "run", settings(small_db, val_views, tensorboard=True), progress=False)
+    status = json.loads((tmp_path / "run/status.json").read_text())
+    assert status["status"] == "error" and "train.tensorboard" in status["message"]
+    assert not (tmp_path / "run/metrics.csv").exists()

@@ -8,6 +8,8 @@ rule train_model:
         shards=train_shard_files(),
     output:
         weights=f"{RESULTS}/runs/{{arch}}/final/weights.pt",
+        # the weights of the validation with the lowest loss (docs/training.md)
+        best_weights=f"{RESULTS}/runs/{{arch}}/final/best_weights.pt",
         metrics=f"{RESULTS}/runs/{{arch}}/final/metrics.csv",
         run=f"{RESULTS}/runs/{{arch}}/final/run.json",
     params:
