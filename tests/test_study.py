@@ -139,3 +139,13 @@ def test_the_run_description_lists_the_study():
     html = "".join(_study_section({"name": "tiny", "replicates": 2,
                                    "sets": [{"base": [TINY], "grid": {"train.lr": [0.001, 0.003]}}]}))
     assert "tiny" in html and "2 time(s)" in html and TINY in html and "train.lr" in html and "0.003" in html
+
+
+def test_a_study_run_builds_under_its_name():
+    """The trainer and the analyses build a run's model under the run's name."""
+    from equivox.models import build_model
+
+    runs = runs_of({"sets": [{"base": [TINY], "grid": {"arch.width": [4], "train.lr": [0.001]}}]})
+    (name, run), = runs.items()
+    assert "=" in name
+    build_model(name, run.spec)
