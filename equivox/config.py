@@ -1,103 +1,25 @@
-"""Validation of the workflow config and of architecture sets, in one place and one
-error format: ``<document> <dotted key>: <what is wrong> (<what the key is>)``, e.g.
-``config origins.radius: -1 is less than the minimum of 0`` or
-``architectures arch_3.width: '2' is not of type 'integer'``.
+"""Validation of the workflow config: the schema (:mod:`equivox.schema`, which also
+validates architecture sets), then what the schema cannot express, each problem named
+``config <dotted key>: <what is wrong> (<what is allowed>)``; a study's runs are
+expanded and checked too (:mod:`equivox.study`). Typing of ``--config`` values.
 
-The schemas ship inside the package (``equivox/schemas/``) and are the only place a
-default lives: validation writes every missing key's default into the document it
-checks. Nothing here imports torch, so the workflow builds its DAG without it.
+Nothing here imports torch, so the workflow builds its DAG without it.
 """
 from __future__ import annotations
 
 import copy
 import math
 import string
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
+from .schema import (ConfigError, FillingValidator, default_config, facet_problems,  # noqa: F401
+                     load_architectures, load_schema, schema_defaults, schema_problems, schema_text,
+                     validate_architectures)
+from .study import expand_runs, study_problems
 from .task import view_config_errors
-
-
-class ConfigError(ValueError):
-    """A config key or value the schema rejects."""
-
-
-def schema_text(name: str) -> str:
-    """The YAML text of the packaged schema ``name`` (``config`` or ``architectures``)."""
-    return resources.files("equivox").joinpath("schemas", f"{name}.schema.yaml").read_text()
-
-
-def load_schema(name: str) -> dict:
-    """The packaged schema ``name`` (``config`` or ``architectures``), parsed."""
-    return yaml.safe_load(schema_text(name))
-
-
-def _properties_with_defaults(validator, properties, instance, schema):
-    """jsonschema's ``properties`` that first writes each property's ``default`` into
-    the instance (the jsonschema FAQ recipe)."""
-    if validator.is_type(instance, "object"):
-        for key, subschema in properties.items():
-            if isinstance(subschema, dict) and "default" in subschema:
-                instance.setdefault(key, copy.deepcopy(subschema["default"]))
-    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
-
-
-FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
-                                                {"properties": _properties_with_defaults})
-"""A Draft 2020-12 validator that fills defaults into the instance it validates."""
-
-
-@lru_cache(maxsize=None)
-def _validator(name: str):
-    return FillingValidator(load_schema(name))
-
-
-def _describe(error: jsonschema.ValidationError, document: str) -> str:
-    """One problem as ``<document> <dotted key>: <message> (<first sentence of the
-    key's description>)``."""
-    path = [str(p) for p in error.absolute_path]
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        return f"{document} {'.'.join(path + extra[:1])}: unknown key (allowed here: {', '.join(allowed)})"
-    where = ".".join(path) or "(top level)"
-    if error.validator == "not":
-        return f"{document} {where}: does not apply here (with this layout, block or family)"
-    described = error.schema.get("description", "").strip().split(". ")[0]
-    hint = f" ({described})" if described else ""
-    return f"{document} {where}: {error.message}{hint}"
-
-
-def schema_problems(instance: dict, name: str, document: str) -> list[str]:
-    """Validate ``instance`` in place against the packaged schema ``name``, filling
-    defaults; one message per problem (:func:`_describe`), in key order."""
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    # A failing group of keys also leaves its keys "unevaluated"; report only the cause.
-    failing = {e.absolute_path[0] for e in errors
-               if len(e.absolute_path) and e.validator != "unevaluatedProperties"}
-    return [_describe(e, document) for e in errors
-            if not (e.validator == "unevaluatedProperties" and e.absolute_path and e.absolute_path[0] in failing)]
-
-
-def schema_defaults(schema: dict):
-    """The defaults a schema (or one of its properties) fills in: an object's
-    properties recursively, a value's ``default``; None where there is none."""
-    if "properties" in schema and schema.get("default", {}) is not None:
-        values = copy.deepcopy(schema.get("default", {}))
-        values.update({key: schema_defaults(sub) for key, sub in schema["properties"].items()
-                       if "default" in sub or "properties" in sub})
-        return values
-    return copy.deepcopy(schema.get("default"))
-
-
-def default_config() -> dict:
-    """The workflow config made of the schema's defaults alone (for library use and
-    tests: every section present, every key at its default)."""
-    return schema_defaults(load_schema("config"))
+from .train_config import train_choice_problems, train_problems  # noqa: F401
 
 
 JSON_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "string": str,
@@ -174,24 +96,6 @@ def validate_config(config: dict, repo: str | Path) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def validate_architectures(architectures: dict, source: str = "architecture set") -> dict:
-    """Validate a name -> spec mapping; return a copy with the schema's defaults filled.
-
-    Raises ConfigError (a ValueError) listing every problem as
-    ``architectures <name>.<key>: ...``.
-    """
-    filled = copy.deepcopy(architectures)
-    problems = schema_problems(filled, "architectures", "architectures")
-    if problems:
-        raise ConfigError(f"{source}: invalid architectures:\n  " + "\n  ".join(problems))
-    return filled
-
-
-def load_architectures(path: str | Path) -> dict:
-    """Read an architecture set (YAML), validate it, fill defaults: ``{name: spec}``."""
-    return validate_architectures(yaml.safe_load(Path(path).read_text()), source=str(path))
-
-
 URL_FIELDS = ("pdb_id", "pdb_id_lower", "middle")
 
 
@@ -234,21 +138,6 @@ def constraint_problems(config: dict, repo: Path) -> list[str]:
     return problems
 
 
-def train_problems(train: dict) -> list[str]:
-    """Constraints between keys of config ``train`` (checked for the config and for every
-    run of a study with its own training values)."""
-    problems = []
-    if train["max_steps"] is None and train["max_compute_h"] is None:
-        problems.append("config train.max_steps / train.max_compute_h: set at least one budget "
-                        "(a step count >= 1, or compute hours > 0)")
-    for key in ("val_every", "checkpoint_every"):
-        if train[key] % train["log_every"]:
-            problems.append(f"config train.{key}: must be a multiple of train.log_every "
-                            f"({train['log_every']}), got {train[key]}")
-    problems += train_choice_problems(train)
-    return problems
-
-
 def compare_problems(pairs) -> list[str]:
     """``analysis.compare`` must be a list of [A, B] pairs of two different group names
     (whether the names are groups of the configured runs the workflow checks,
@@ -267,55 +156,6 @@ def compare_problems(pairs) -> list[str]:
     return problems
 
 
-def train_choice_problems(train: dict) -> list[str]:
-    """Combinations of the optimizer, schedule and stopping keys of config ``train``
-    (defaults filled) that cannot work or would be silently ignored."""
-    problems = []
-    schedule = train["lr_schedule"]
-    if train["nesterov"] and train["optimizer"] != "sgd":
-        problems.append(f"config train.nesterov: true needs optimizer sgd, got optimizer {train['optimizer']!r}")
-    elif train["nesterov"] and train["momentum"] == 0:
-        problems.append("config train.nesterov: true needs train.momentum > 0 (Nesterov momentum "
-                        "with momentum 0 is undefined), got momentum 0")
-    if schedule == "cosine":
-        if train["max_steps"] is None:
-            problems.append("config train.lr_schedule: cosine decays over train.max_steps, which is null "
-                            "(set max_steps, or use constant, step or plateau with a compute budget)")
-        else:
-            short = [name for name, steps in {"max_steps": train["max_steps"],
-                                              **(train["max_steps_per_model"] or {})}.items()
-                     if steps <= train["warmup_steps"]]
-            if short:
-                problems.append(f"config train.warmup_steps: {train['warmup_steps']} leaves no step to decay "
-                                f"over under lr_schedule cosine ({', '.join(short)} <= warmup_steps)")
-    if schedule == "step" and train["lr_step_every"] is None:
-        problems.append("config train.lr_step_every: required for lr_schedule step (steps between decays)")
-    if schedule != "step" and train["lr_step_every"] is not None:
-        problems.append(f"config train.lr_step_every: used by lr_schedule step only, got lr_schedule "
-                        f"{schedule!r} (set it to null)")
-    if schedule in ("cosine", "plateau") and train["min_lr"] >= train["lr"]:
-        problems.append(f"config train.min_lr: must be below train.lr ({train['lr']:g}) for lr_schedule "
-                        f"{schedule}, got {train['min_lr']:g}")
-    if schedule in ("constant", "step") and train["min_lr"] > 0:
-        problems.append(f"config train.min_lr: used by lr_schedule cosine and plateau only, got lr_schedule "
-                        f"{schedule!r} (set it to 0)")
-    from .run_record import TENSORBOARD_MISSING, tensorboard_available
-
-    if train["tensorboard"] and not tensorboard_available():
-        problems.append(TENSORBOARD_MISSING)
-    return problems
-
-
-def facet_problems(specs: dict, facet: str | None) -> list[str]:
-    """The curve figures' facet key must be a key of at least one of the architecture
-    ``specs`` (name -> spec, defaults filled) that are run; models without it share a panel."""
-    allowed = sorted({key for spec in specs.values() for key in spec})
-    if facet is None or facet in allowed:
-        return []
-    return [f"config analysis.figures.facet: {facet!r} is not a key of any configured "
-            f"architecture (allowed: {', '.join(allowed)}; or null for one panel)"]
-
-
 def architecture_set_path(config: dict, repo: str | Path) -> Path:
     """The architecture set of config ``train.architectures``, resolved against ``repo``."""
     path = Path(config["train"]["architectures"])
@@ -323,8 +163,6 @@ def architecture_set_path(config: dict, repo: str | Path) -> Path:
 
 
 def _architecture_problems(config: dict, repo: Path) -> list[str]:
-    from .study import study_problems, expand_runs
-
     train, facet = config["train"], config["analysis"]["figures"]["facet"]
     path = architecture_set_path(config, repo)
     if not path.is_file():

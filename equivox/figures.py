@@ -134,7 +134,7 @@ def facet_groups(runs: list[Run], facet: str | None) -> dict[str, list[Run]]:
     """Runs grouped by their spec value of ``facet``, keyed by panel title (values sorted;
     the runs whose spec lacks the key last, titled by their families). Raises
     ConfigError when no run has the key."""
-    from .config import ConfigError, facet_problems
+    from .schema import ConfigError, facet_problems
 
     if facet is None:
         return {"": list(runs)}

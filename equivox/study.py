@@ -38,7 +38,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .config import ConfigError, schema_problems, validate_architectures
+from .schema import ConfigError, schema_problems, validate_architectures
+from .train_config import train_problems
 
 SEED_PART = "__seed="
 """What separates a run's group from its seed in a study run's name."""
@@ -204,8 +205,6 @@ def _train_problems(config: dict, train: dict, where: str) -> list[str]:
     training constraints of equivox.config), each naming the grid key."""
     if not train:
         return []
-    from .config import train_problems
-
     trial = copy.deepcopy(config)
     trial["train"].update(copy.deepcopy(train))
     problems = schema_problems(trial, "config", "config") or train_problems(trial["train"])

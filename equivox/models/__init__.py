@@ -22,7 +22,7 @@ import inspect
 import torch
 from torch import nn
 
-from ..config import load_architectures, validate_architectures
+from ..schema import load_architectures, validate_architectures
 from . import fields
 from .escnn_cnn import LAYOUTS, EquivariantCNN
 from .escnn_densenet import EquivariantDenseNet
