@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -44,11 +45,42 @@ def classify_failure(exc: BaseException, state: dict | None = None) -> tuple[str
         how = f"killed by signal {death.group(3).strip()}" if death.group(3) else "exited unexpectedly"
         hint = " (host out-of-memory killer?)" if "Killed" in (death.group(3) or "") else ""
         return "worker_died", f"DataLoader {who} {how}{hint}: {text}"
+    dead = dead_workers(state)
+    if dead:
+        # the worker died while handing a batch over: the trainer sees a broken
+        # connection (ConnectionResetError, EOFError) before torch's own report
+        known = (state or {}).get("worker_pids", [])
+        who = ", ".join(f"worker {index} of {len(known)} (pid {pid})" for index, pid in dead)
+        return "worker_died", f"DataLoader {who} ended unexpectedly (host out-of-memory killer?): {text}"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "disk_full", text
     if isinstance(exc, MemoryError) or "DefaultCPUAllocator" in text or "not enough memory" in text:
         return "oom", text
     return "error", text
+
+
+def dead_workers(state: dict | None) -> list[tuple[int, int]]:
+    """(index, pid) of the loader workers in ``state["worker_pids"]`` that have ended."""
+    import psutil
+
+    dead = []
+    for index, pid in enumerate((state or {}).get("worker_pids", [])):
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            pass
+        dead.append((index, pid))
+    return dead
+
+
+def _quiet_worker_signals() -> None:
+    """torch's SIGCHLD handler raises in the main thread whenever a loader worker ends;
+    once the run is failing, that would interrupt the recording of how it ended."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 def run_training(run_dir: Path, settings: TrainSettings, progress: bool | None = None) -> dict:
@@ -64,6 +96,7 @@ def run_training(run_dir: Path, settings: TrainSettings, progress: bool | None =
     except SystemExit:
         raise
     except BaseException as exc:
+        _quiet_worker_signals()
         status, message = classify_failure(exc, state)
         exc.equivox_status = status
         log.error("%s: %s at step %s: %s\n%s", settings.arch, status, state.get("step", 0), message,

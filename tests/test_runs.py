@@ -234,3 +234,22 @@ def test_requeued_run_log_holds_both_sessions_and_sigterm_exits_75(small_db, val
     assert f"resume step: {stopped['step']}" in headers[1] and "previous end: interrupted" in headers[1]
     assert "SIGTERM received" in text and text.index(headers[1]) > text.index("SIGTERM received")
     assert "training run complete" in text and status_of(run)["status"] == "complete"
+
+
+def test_a_broken_connection_to_a_dead_worker_is_a_worker_death():
+    """A worker killed while it hands a batch over leaves the trainer with a broken
+    connection before torch reports the death: the status still names the worker."""
+    from equivox.train_process import classify_failure
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead.kill()
+        dead.wait()
+        status, message = classify_failure(ConnectionResetError(104, "Connection reset by peer"),
+                                           {"worker_pids": [alive.pid, dead.pid]})
+        assert status == "worker_died" and f"worker 1 of 2 (pid {dead.pid})" in message, message
+        assert classify_failure(ConnectionResetError(104, "reset"), {"worker_pids": [alive.pid]})[0] == "error"
+    finally:
+        alive.kill()
+        alive.wait()
