@@ -301,7 +301,9 @@ def test_the_tiny_study_trains_its_grid_with_replicates_and_a_new_value_adds_onl
     assert sorted(r["group"] for r in replicates) == groups, replicates
     assert all(int(r["n"]) == 2 for r in replicates), replicates
     comparison = read_csv(tables / "comparison.csv")
-    assert len(comparison) == 1, comparison
+    assert {(r["a"], r["b"]) for r in comparison} == {tuple(groups)}, comparison
+    curves = (workdir / "results/figures/validation_vs_steps.svg").read_text()
+    assert all(f"{group} (2 runs, min–max)" in curves for group in groups)  # replicate bands
 
     more = copy.deepcopy(study)
     more["study"]["sets"][0]["grid"]["train.lr"].append(0.01)
