@@ -58,6 +58,16 @@ def without_timing(row):
     return {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
 
 
+def assert_same_final_weights(run_a, run_b):
+    """The final and the best-validation weights of two runs are equal bit for bit."""
+    for name in ("weights.pt", "best_weights.pt"):
+        a = torch.load(run_a / "final" / name, weights_only=False)["model"]
+        b = torch.load(run_b / "final" / name, weights_only=False)["model"]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+
+
 LAUNCHED: list[subprocess.Popen] = []
 
 
@@ -146,12 +156,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(small_db, val_views, tmp_pa
     again = launch(killed_dir, s)
     assert again.wait(timeout=600) == 0, again.stderr.read()
 
-    for name in ("weights.pt", "best_weights.pt"):
-        a = torch.load(tmp_path / "straight/final" / name, weights_only=False)["model"]
-        b = torch.load(killed_dir / "final" / name, weights_only=False)["model"]
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), (name, key)        # bit for bit
+    assert_same_final_weights(tmp_path / "straight", killed_dir)
     records = [json.loads((d / "final/run.json").read_text()) for d in (tmp_path / "straight", killed_dir)]
     assert records[0]["best"] == records[1]["best"] and records[0]["stop_reason"] == records[1]["stop_reason"]
     after = lambda d: [without_timing(r) for r in rows(d) if int(r["step"]) > resumed_from]  # noqa: E731
@@ -366,12 +371,7 @@ def test_resume_with_training_choices_equals_an_uninterrupted_run(small_db, val_
     assert load_latest_checkpoint(broken)["step"] == 8
     run_training(broken, s, progress=False)
 
-    for name in ("weights.pt", "best_weights.pt"):
-        a = torch.load(straight / "final" / name, weights_only=False)["model"]
-        b = torch.load(broken / "final" / name, weights_only=False)["model"]
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), (name, key)          # bit for bit
+    assert_same_final_weights(straight, broken)
     summary = {d: json.loads((d / "final/run.json").read_text()) for d in (straight, broken)}
     for key in ("steps", "best", "stopped_early", "stop_reason"):
         assert summary[straight][key] == summary[broken][key], key
