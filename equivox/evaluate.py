@@ -21,7 +21,7 @@ import torch
 from scipy.stats import binomtest, norm
 
 from .run_state import load_trained_model, pick_device
-from .stats import EXAMPLE_ARRAYS  # noqa: F401 (the npz keys, documented there)
+from .stats import EXAMPLE_ARRAYS
 from .views import FACE_NAMES, ViewSetDataset
 
 CHANCE_ACCURACY = 1 / len(FACE_NAMES)
@@ -132,5 +132,4 @@ def evaluate_test(weights_path: str | Path, best_weights_path: str | Path, views
         raise ValueError(f"{best_weights_path} ({best['arch']}) is not the run of {weights_path} "
                          f"({record['arch']}) on the same test pairs")
     record["best"] = best
-    return record, {"loss_final": loss_final, "correct_final": correct_final,
-                    "loss_best": loss_best, "correct_best": correct_best}
+    return record, dict(zip(EXAMPLE_ARRAYS, (loss_final, correct_final, loss_best, correct_best), strict=True))

@@ -59,9 +59,10 @@ CHUNK = 1000
 
 
 def replicate_summary(values, confidence: float = 0.95) -> dict:
-    """``{"n", "mean", "ci_low", "ci_high"}`` of replicate ``values`` (1D, n >= 1; NaN
-    values are an error): the mean with its Student t interval at level ``confidence``
-    (NaN bounds when n = 1; zero width when all values are equal)."""
+    """``{"n", "mean", "ci_low", "ci_high", "sd"}`` of replicate ``values`` (1D, n >= 1;
+    NaN values are an error): the mean with its Student t interval at level
+    ``confidence`` and the sample standard deviation (NaN bounds and sd when n = 1; zero
+    width when all values are equal)."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         raise ValueError("replicate_summary: no values")
@@ -71,9 +72,10 @@ def replicate_summary(values, confidence: float = 0.95) -> dict:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n, mean = int(values.size), float(values.mean())
     if n == 1:
-        return {"n": 1, "mean": mean, "ci_low": math.nan, "ci_high": math.nan}
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
-    return {"n": n, "mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+        return {"n": 1, "mean": mean, "ci_low": math.nan, "ci_high": math.nan, "sd": math.nan}
+    sd = float(values.std(ddof=1))
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "ci_low": mean - half, "ci_high": mean + half, "sd": sd}
 
 
 def per_example_mean(arrays) -> np.ndarray:

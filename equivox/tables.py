@@ -160,8 +160,7 @@ def replicates_table(tests: list[dict], groups: dict[str, str] | None, confidenc
                     continue
                 summary = replicate_summary(values, confidence)
                 row.update({name: summary["mean"], f"{name}_ci_low": summary["ci_low"],
-                            f"{name}_ci_high": summary["ci_high"],
-                            f"{name}_sd": float(np.std(values, ddof=1)) if len(values) > 1 else np.nan})
+                            f"{name}_ci_high": summary["ci_high"], f"{name}_sd": summary["sd"]})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -503,10 +502,11 @@ def build_table(name: str, *, confidence: float, runs=(), tests=(), dead_units=(
     if name == "comparison":
         from .stats import read_examples
 
+        if bootstrap is None:
+            raise ValueError("the comparison table needs bootstrap (config analysis.bootstrap: n_resamples, seed)")
         arrays = {Path(path).name.removesuffix(".examples.npz"): read_examples(path) for path in examples}
-        settings = bootstrap or {}
         numbers = comparison_table(arrays, groups, [tuple(pair) for pair in compare], confidence=confidence,
-                                   n_resamples=settings.get("n_resamples", 10000), seed=settings.get("seed", 0))
+                                   n_resamples=bootstrap["n_resamples"], seed=bootstrap["seed"])
         return numbers, shown_comparison(numbers, confidence)
     if name == "results":
         numbers = results_table([read_run(path) for path in runs],
