@@ -49,18 +49,19 @@ def mirror_input():
 
 
 def configured_runs():
-    """Name -> equivox.study.Run of every training run: one per architecture of
-    train.models, or a study's runs (config study, docs/studies.md); validated."""
+    """(the architecture set as written, name -> equivox.study.Run of every training
+    run): one run per architecture of train.models, or a study's runs (config study,
+    docs/studies.md); validated."""
     import yaml
 
     from equivox.config import architecture_set_path
     from equivox.study import expand_runs
 
     raw = yaml.safe_load(architecture_set_path(config, workflow.basedir).read_text())
-    return expand_runs(config, raw)
+    return raw, expand_runs(config, raw)
 
 
-RUNS = configured_runs()
+ARCHITECTURE_SET, RUNS = configured_runs()
 # run name -> its architecture (base spec with the study's arch.* values): what the
 # per-run rules build and fingerprint
 ARCHITECTURES = {name: run.spec for name, run in RUNS.items()}
@@ -144,7 +145,7 @@ def table_inputs(wildcards):
     dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.{weights}tsv" for arch in ARCHITECTURES
                   for weights in ("", "best.")]
     # the comparison table reads the per-pair results of the runs of the compared groups
-    compared = {group for pair in comparison_pairs() for group in pair}
+    compared = {group for pair in COMPARISON_PAIRS for group in pair}
     examples = [f"{RESULTS}/analysis/test/{arch}.examples.npz" for arch, group in run_groups().items()
                 if group in compared]
     return {"runs": runs if wildcards.table in ("results", "speed") else [],
@@ -160,13 +161,15 @@ def comparison_pairs():
     that is no group of the configured runs is a ValueError naming it and the groups; a
     pair naming a model of the architecture set that train.models leaves out is skipped
     (with a note), so that a subset of the models runs with the default pairs."""
-    from equivox.config import load_architectures
     from equivox.tables import comparison_pairs as checked_pairs
 
     groups = list(dict.fromkeys(run_groups().values()))
-    every_model = load_architectures(Path(workflow.basedir) / config["train"]["architectures"])
-    unselected = [name for name in every_model if name not in ARCHITECTURES]
+    unselected = [name for name in ARCHITECTURE_SET if name not in ARCHITECTURES]
     return [list(pair) for pair in checked_pairs(config["analysis"]["compare"], groups, unselected)]
+
+
+# checked once, when the workflow is read (before any job)
+COMPARISON_PAIRS = comparison_pairs()
 
 
 def baseline_view_sets(wildcards):

@@ -119,7 +119,7 @@ rule make_tables:
         # run -> replicate group, the comparisons and their resampling: only the tables
         # that use them depend on them (an edit reruns those alone)
         groups=lambda wildcards: run_groups() if wildcards.table in ("replicates", "comparison") else {},
-        compare=lambda wildcards: comparison_pairs() if wildcards.table == "comparison" else [],
+        compare=lambda wildcards: COMPARISON_PAIRS if wildcards.table == "comparison" else [],
         bootstrap=lambda wildcards: (config["analysis"]["bootstrap"] if wildcards.table == "comparison"
                                      else {}),
     wildcard_constraints:
