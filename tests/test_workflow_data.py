@@ -121,6 +121,17 @@ def test_config_error_names_the_key(tmp_path, config, words):
     assert words in out
 
 
+def test_a_bad_compare_pair_stops_the_tables_not_a_single_run(tmp_path):
+    """analysis.compare naming no configured group fails the DAG of `all` (before any job)
+    with the key and the name; a target that needs no table still plans."""
+    config = {"analysis": {"compare": [["plain_resnet_alpha_tiny", "no_such_model"]]}}
+    proc = snakemake(tmp_path, "all", "-n", config=config, check=False)
+    assert proc.returncode != 0
+    assert "config analysis.compare: 'no_such_model'" in proc.stdout + proc.stderr
+    arch = next(iter(yaml.safe_load((REPO / "config/architectures/demo.yaml").read_text())))
+    snakemake(tmp_path, f"results/runs/{arch}/final/run.json", "-n", config=config)
+
+
 def test_full_study_config_plans_every_stage(tmp_path):
     """The full-study config validates and its whole DAG builds (a dry run: no download)."""
     proc = snakemake(tmp_path, "all", "-n", "--configfile", str(REPO / "config/full_study.yaml"))

@@ -144,6 +144,8 @@ def table_inputs(wildcards):
     tests = [f"{RESULTS}/analysis/test/{arch}.json" for arch in ARCHITECTURES]
     dead_units = [f"{RESULTS}/analysis/dead_units/{arch}.{weights}tsv" for arch in ARCHITECTURES
                   for weights in ("", "best.")]
+    if COMPARISON_PROBLEM is not None:  # the tables are wanted: fail while the DAG is built
+        raise COMPARISON_PROBLEM
     # the comparison table reads the per-pair results of the runs of the compared groups
     compared = {group for pair in COMPARISON_PAIRS for group in pair}
     examples = [f"{RESULTS}/analysis/test/{arch}.examples.npz" for arch, group in run_groups().items()
@@ -168,8 +170,13 @@ def comparison_pairs():
     return [list(pair) for pair in checked_pairs(config["analysis"]["compare"], groups, unselected)]
 
 
-# checked once, when the workflow is read (before any job)
-COMPARISON_PAIRS = comparison_pairs()
+# checked once, when the workflow is read. A bad pair fails the DAG only where the tables
+# are wanted (table_inputs), still before any job: a target that needs no table (one run,
+# say, with another architecture set) is not stopped by the default pairs.
+try:
+    COMPARISON_PAIRS, COMPARISON_PROBLEM = comparison_pairs(), None
+except ValueError as problem:
+    COMPARISON_PAIRS, COMPARISON_PROBLEM = [], problem
 
 
 def baseline_view_sets(wildcards):
