@@ -4,15 +4,17 @@ largest batch that fits a GPU (rule memory_probe; docs/analyses.md, "Memory and 
 What one *step* is: the training step of :mod:`equivox.train` on random inputs of the
 trained shape ``(B, 2, C, L, L, L)`` (C channels and L voxels from the config's ``views``)
 and random labels: forward (under autocast when ``train.amp`` asks for it on CUDA),
-cross-entropy, backward, one Adam step. The model is built from its spec exactly as the
-trainer builds it (:func:`equivox.models.build_model` with ``train.head``).
+cross-entropy, backward, one step of the run's optimizer (``train.optimizer``: Adam and
+AdamW hold two state tensors per weight, SGD with momentum one, plain SGD none). The model
+is built from its spec exactly as the trainer builds it (:func:`equivox.models.build_model`
+with ``train.head``) and the optimizer by :func:`equivox.optim.build_optimizer`.
 
 What is measured, per batch size:
 
 * CUDA (``measured_on = "cuda allocated"``): one model, built once; per batch size a
-  warm-up step (Adam's state exists from then on, as in training, and cuDNN has chosen its
-  algorithms), then ``torch.cuda.reset_peak_memory_stats`` and one measured step;
-  ``memory_bytes`` is ``torch.cuda.max_memory_allocated`` over that step (weights, Adam
+  warm-up step (the optimizer's state exists from then on, as in training, and cuDNN has
+  chosen its algorithms), then ``torch.cuda.reset_peak_memory_stats`` and one measured step;
+  ``memory_bytes`` is ``torch.cuda.max_memory_allocated`` over that step (weights, optimizer
   state, gradients, activations, the input), ``cuda_reserved_peak_bytes`` the allocator's
   ``max_memory_reserved`` (cache emptied before each batch size). An out-of-memory batch
   size is recorded (``oom = True``) and larger ones are not tried.
@@ -26,7 +28,8 @@ What is measured, per batch size:
   the interpreter and its libraries (which a GPU does not). It approximates, but does not
   equal, the GPU's allocated memory: CPU kernels (oneDNN) use other workspaces and
   layouts, glibc returns memory in other granules than the CUDA caching allocator, and
-  one-time costs of the first step (Adam state, lazy initialisation) land in the intercept.
+  one-time costs of the first step (optimizer state, lazy initialisation) land in the
+  intercept.
 
 Fit: ``memory_bytes = a + b * batch_size`` by least squares over the measured (not OOM)
 batch sizes, with R^2 (1 when all points are on the line; NaN with fewer than 3 points
@@ -97,18 +100,39 @@ def largest_batch(fit: dict, gpu_memory_gb: float, margin_gb: float) -> int | No
 
 # --- one step ------------------------------------------------------------------------------
 
-def build(arch: str, spec: dict, in_channels: int, head: str, device):
-    """The model (on ``device``) and its Adam optimizer, as :func:`equivox.train.train` makes them."""
+OPTIMIZER_KEYS = ("optimizer", "weight_decay", "momentum", "nesterov")
+"""The ``train`` keys that decide the optimizer, and so its state's memory."""
+
+DEFAULT_OPTIMIZER = {"optimizer": "adam", "weight_decay": 0.0, "momentum": 0.0, "nesterov": False}
+"""The optimizer of a probe called without one (the rule always passes the run's)."""
+
+
+def build(arch: str, spec: dict, in_channels: int, head: str, device, optimizer: dict | None = None):
+    """The model (on ``device``) and its optimizer (``optimizer``: the :data:`OPTIMIZER_KEYS`
+    of the run's ``train``; Adam when None), as :func:`equivox.train.train` makes them."""
+    from types import SimpleNamespace
+
     import torch
 
     from .escnn_setup import import_escnn
     from .models import build_model
+    from .optim import build_optimizer
 
     import_escnn()
     torch.manual_seed(0)
     model = build_model(arch, spec, in_channels=in_channels, head=head).to(device)
     model.train()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    # the learning rate does not change a step's memory
+    settings = SimpleNamespace(lr=1e-3, **{**DEFAULT_OPTIMIZER, **(optimizer or {})})
+    return model, build_optimizer(model.parameters(), settings)
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of the optimizer's state tensors (Adam's two moments, SGD's momentum buffer)."""
+    import torch
+
+    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
+               for value in state.values() if isinstance(value, torch.Tensor))
 
 
 def model_bytes(model) -> int:
@@ -127,7 +151,7 @@ def random_batch(batch_size: int, in_channels: int, length: int, device):
 
 
 def train_step(model, optimizer, inputs, labels, amp: str = "none") -> None:
-    """One training step: forward, cross-entropy, backward, Adam (autocast only on CUDA)."""
+    """One training step: forward, cross-entropy, backward, optimizer step (autocast only on CUDA)."""
     import torch
     from torch.nn.functional import cross_entropy
 
@@ -177,7 +201,7 @@ class _RssSampler:
 
 
 def cpu_step_rss(arch: str, spec: dict, batch_size: int, in_channels: int, length: int,
-                 head: str, threads: int | None = None) -> dict:
+                 head: str, threads: int | None = None, optimizer: dict | None = None) -> dict:
     """In this process (meant to be a fresh one): build, then one step at ``batch_size``
     on the CPU; the RSS fields of a row (see the module docstring)."""
     import torch
@@ -186,7 +210,7 @@ def cpu_step_rss(arch: str, spec: dict, batch_size: int, in_channels: int, lengt
 
     if threads:
         torch.set_num_threads(threads)
-    model, optimizer = build(arch, spec, in_channels, head, "cpu")
+    model, optimizer = build(arch, spec, in_channels, head, "cpu", optimizer)
     inputs, labels = random_batch(batch_size, in_channels, length, "cpu")
     baseline, lifetime_before = _rss(), _maxrss_bytes()
     start = time.perf_counter()
@@ -228,13 +252,13 @@ def cpu_step_rss_fresh(**kwargs) -> dict:
 
 
 def cuda_rows(arch: str, spec: dict, batch_sizes, in_channels: int, length: int, head: str,
-              amp: str, device) -> list[dict]:
+              amp: str, device, optimizer: dict | None = None) -> list[dict]:
     """The CUDA fields of one row per batch size (ascending); stops at the first OOM."""
     import torch
 
     from .models import count_parameters
 
-    model, optimizer = build(arch, spec, in_channels, head, device)
+    model, optimizer = build(arch, spec, in_channels, head, device, optimizer)
     size, parameters = model_bytes(model), count_parameters(model)
     rows = []
     for batch_size in sorted(batch_sizes):
@@ -268,9 +292,10 @@ def cuda_rows(arch: str, spec: dict, batch_sizes, in_channels: int, length: int,
 def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length: int,
                  head: str = "mlp", amp: str = "none", device: str = "auto",
                  gpu_memory_gb: float = 80.0, margin_gb: float = 2.0,
-                 threads: int | None = None) -> tuple[pd.DataFrame, dict]:
+                 threads: int | None = None, optimizer: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Measure one architecture: ``(rows, summary)``, rows in :data:`COLUMNS` (one per batch
-    size, ascending), summary the fit (:func:`fit_linear`) and :func:`largest_batch`."""
+    size, ascending), summary the fit (:func:`fit_linear`) and :func:`largest_batch`.
+    ``optimizer``: the run's :data:`OPTIMIZER_KEYS` (None: Adam without weight decay)."""
     import torch
 
     from .run_state import pick_device
@@ -281,12 +306,13 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
     batch_sizes = sorted(set(int(b) for b in batch_sizes))
     gpu_model = torch.cuda.get_device_name(target) if target.type == "cuda" else ""
     if target.type == "cuda":
-        rows = cuda_rows(arch, spec, batch_sizes, in_channels, length, head, amp, target)
+        rows = cuda_rows(arch, spec, batch_sizes, in_channels, length, head, amp, target, optimizer)
     else:
         rows = []
         for batch_size in batch_sizes:
             measured = cpu_step_rss_fresh(arch=arch, spec=spec, batch_size=batch_size,
-                                          in_channels=in_channels, length=length, head=head, threads=threads)
+                                          in_channels=in_channels, length=length, head=head, threads=threads,
+                                          optimizer=optimizer)
             rows.append({"batch_size": batch_size, "oom": False, **measured,
                          "memory_bytes": measured["model_bytes"] + measured["rss_step_bytes"]})
             log.info("%s batch %d: RSS %.1f MiB after build, step peak %.1f MiB (+%.1f MiB) in %.2f s",
@@ -302,6 +328,7 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
         "arch": arch, "family": spec["family"], "parameters": parameters,
         "device": target.type, "gpu_model": gpu_model, "measured_on": MEASURED_ON[target.type],
         "head": head, "amp": amp if target.type == "cuda" else "none",
+        "optimizer": {**DEFAULT_OPTIMIZER, **(optimizer or {})},
         "input_shape": [None, 2, in_channels, length, length, length],
         "batch_sizes": batch_sizes, "oom_batch_sizes": table.loc[table["oom"].astype(bool), "batch_size"].tolist(),
         # NaN (no slope, no R^2) is written as null: the JSON stays standard
@@ -322,8 +349,8 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
 
 def memory_table(summaries: list[dict]) -> pd.DataFrame:
     """One row per model, in the given order, from :func:`probe_memory` summaries
-    (``results/analysis/memory/<arch>.json``): model, family, parameters, device, gpu_model,
-    measured_on, batch_sizes (measured, space-separated), oom_batch_sizes, intercept_GiB,
+    (``results/analysis/memory/<arch>.json``): model, family, parameters, optimizer (its
+    name; ``sgd`` with momentum is ``sgd+momentum``), device, gpu_model, measured_on, batch_sizes (measured, space-separated), oom_batch_sizes, intercept_GiB,
     slope_MiB_per_example, r2 (empty when not defined: two points, or none), gpu_memory_gb,
     margin_gb, largest_batch (empty when the slope is not positive or not defined)."""
     rows = []
@@ -331,6 +358,7 @@ def memory_table(summaries: list[dict]) -> pd.DataFrame:
         fit = {key: math.nan if value is None else value for key, value in s["fit"].items()}
         rows.append({
             "model": s["arch"], "family": s["family"], "parameters": s["parameters"],
+            "optimizer": optimizer_label(s["optimizer"]),
             "device": s["device"], "gpu_model": s["gpu_model"], "measured_on": s["measured_on"],
             "batch_sizes": " ".join(str(b) for b in s["batch_sizes"] if b not in s["oom_batch_sizes"]),
             "oom_batch_sizes": " ".join(str(b) for b in s["oom_batch_sizes"]),
@@ -344,6 +372,12 @@ def memory_table(summaries: list[dict]) -> pd.DataFrame:
     return table
 
 
+def optimizer_label(optimizer: dict) -> str:
+    """``adam``, ``adamw``, ``sgd`` or ``sgd+momentum``: what decides the state's memory."""
+    name = optimizer["optimizer"]
+    return "sgd+momentum" if name == "sgd" and optimizer["momentum"] else name
+
+
 def shown_memory(table: pd.DataFrame) -> pd.DataFrame:
     """Rounded memory table: the trend and the largest batch on the configured GPU."""
     def significant(value, digits=3):
@@ -353,6 +387,7 @@ def shown_memory(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "model": table["model"], "family": table["family"],
         "parameters": table["parameters"].map("{:,}".format),
+        "optimizer": table["optimizer"],
         "measured on": [f"{on} ({gpu})" if gpu else on
                         for on, gpu in table[["measured_on", "gpu_model"]].itertuples(index=False)],
         "batch sizes": table["batch_sizes"],

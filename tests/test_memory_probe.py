@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from equivox.config import load_architectures
-from equivox.memory_probe import (COLUMNS, GIB, MIB, build_memory_table, fit_linear, largest_batch,
-                                  probe_memory)
+from equivox.memory_probe import (COLUMNS, GIB, MIB, build, build_memory_table, fit_linear, largest_batch,
+                                  optimizer_state_bytes, probe_memory, random_batch, train_step)
 from equivox.tables import write_table
 from tests.workflow_helpers import REPO, snakemake
 
@@ -86,6 +86,24 @@ def test_cpu_probe_of_a_demo_model_grows_with_batch(plain_spec):
     json.dumps(summary, allow_nan=False)  # what the rule writes: standard JSON
 
 
+@pytest.mark.parametrize("optimizer, kind, states", [
+    (None, "Adam", 2),  # two moments per weight
+    ({"optimizer": "adamw", "weight_decay": 0.01, "momentum": 0.9, "nesterov": False}, "AdamW", 2),
+    ({"optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "nesterov": True}, "SGD", 1),
+    ({"optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.0, "nesterov": False}, "SGD", 0),
+])
+def test_the_probed_step_uses_the_runs_optimizer_and_its_state(plain_spec, optimizer, kind, states):
+    """The step's memory includes the optimizer's state, which differs by optimizer: the
+    probe builds the run's (Adam holds two tensors per weight, SGD with momentum one)."""
+    model, built = build(PLAIN, plain_spec, 4, "mlp", "cpu", optimizer)
+    assert type(built).__name__ == kind
+    inputs, labels = random_batch(2, 4, 21, "cpu")
+    train_step(model, built, inputs, labels)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # Adam's step counters are one scalar per weight tensor: at most a few hundred bytes
+    assert states * weights <= optimizer_state_bytes(built) <= states * weights + 8 * len(built.state)
+
+
 def test_cuda_rows_measure_after_a_warm_up_and_stop_at_the_first_oom(plain_spec, monkeypatch):
     """The CUDA path's bookkeeping, with torch.cuda's memory calls stood in for on the CPU:
     per size a warm-up then a measured step between a reset and the readings; the size
@@ -126,7 +144,9 @@ def summary(arch, family, largest, slope_mib, measured_on="cpu RSS", gpu=""):
             "oom_batch_sizes": [8] if gpu else [],
             "fit": {"intercept_bytes": 0.25 * GIB, "slope_bytes_per_example": slope_mib * MIB,
                     "r2": 0.99871, "n_points": 3},
-            "gpu_memory_gb": 80, "margin_gb": 2, "largest_batch": largest}
+            "gpu_memory_gb": 80, "margin_gb": 2, "largest_batch": largest,
+            "optimizer": {"optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}
+            if arch == "plain" else {"optimizer": "adam", "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}}
 
 
 def test_memory_table_is_written_in_every_format(tmp_path):
@@ -142,6 +162,7 @@ def test_memory_table_is_written_in_every_format(tmp_path):
     write_table(numbers, shown, out["csv"], out["md"], out["tex"], out["html"])
     rows = list(csv.DictReader(open(out["csv"])))
     assert [r["model"] for r in rows] == ["plain", "escnn"]
+    assert [r["optimizer"] for r in rows] == ["sgd+momentum", "adam"]
     assert rows[0]["largest_batch"] == "25707" and rows[1]["largest_batch"] == ""
     assert float(rows[0]["slope_MiB_per_example"]) == pytest.approx(3.11)
     assert float(rows[0]["intercept_GiB"]) == pytest.approx(0.25)
@@ -154,15 +175,27 @@ def test_memory_table_is_written_in_every_format(tmp_path):
 
 @pytest.mark.workflow
 def test_memory_rules_run_on_the_demo_config(tmp_path):
-    config = {"train": {"models": [PLAIN]}, "analysis": {"memory_probe": {"batch_sizes": [1, 4], "device": "cpu"}}}
+    """Both rules by Snakemake, on a study of the plain demo model over two optimizers and
+    two seeds: one probe per setting (replicate 0), each with its run's optimizer."""
+    adam, sgd = (f"{PLAIN}__optimizer={name}" for name in ("adam", "sgd"))
+    config = {"study": {"name": "optimizers", "replicates": 2,
+                        "sets": [{"base": [PLAIN], "grid": {"train.optimizer": ["adam", "sgd"]}}]},
+              "train": {"max_steps_per_model": None}, "analysis": {
+                  "compare": [], "memory_probe": {"batch_sizes": [1, 4], "device": "cpu"}}}
     snakemake(tmp_path, "results/tables/memory.html", config=config, timeout_s=300)
-    rows = pd.read_csv(tmp_path / f"results/analysis/memory/{PLAIN}.tsv", sep="\t")
+    probed = sorted(path.stem for path in (tmp_path / "results/analysis/memory").glob("*.json"))
+    assert probed == [f"{adam}__seed=0", f"{sgd}__seed=0"]
+    rows = pd.read_csv(tmp_path / f"results/analysis/memory/{adam}__seed=0.tsv", sep="\t")
     assert rows["batch_size"].tolist() == [1, 4] and (rows["measured_on"] == "cpu RSS").all()
-    record = json.loads((tmp_path / f"results/analysis/memory/{PLAIN}.json").read_text())
+    record = json.loads((tmp_path / f"results/analysis/memory/{adam}__seed=0.json").read_text())
     assert record["gpu_memory_gb"] == 80 and record["margin_gb"] == 2 and record["largest_batch"] > 4
     assert record["input_shape"] == [None, 2, 4, 21, 21, 21]
+    assert record["optimizer"]["optimizer"] == "adam"
+    sgd_record = json.loads((tmp_path / f"results/analysis/memory/{sgd}__seed=0.json").read_text())
+    assert sgd_record["optimizer"] == {"optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}
     table = pd.read_csv(tmp_path / "results/tables/memory.csv")
-    assert table["model"].tolist() == [PLAIN]
+    assert table["model"].tolist() == [f"{adam}__seed=0", f"{sgd}__seed=0"]
+    assert table["optimizer"].tolist() == ["adam", "sgd+momentum"]
     assert table["largest_batch"].iloc[0] == record["largest_batch"]
     for ext in ("md", "tex", "html"):
         assert (tmp_path / f"results/tables/memory.{ext}").stat().st_size > 0

@@ -196,8 +196,17 @@ OWN_RULE_TABLES = ("equivariance", "memory")
 
 def memory_probe_runs():
     """The runs whose memory is probed: one per setting (the first replicate), since the
-    seed and the training values other than batch size do not change a step's memory."""
+    replicates of a setting differ only by their seed."""
     return [name for name, run in RUNS.items() if run.replicate == 0]
+
+
+def memory_probe_train(wildcards):
+    """What the run's training step does that the probe repeats: train.head, train.amp and
+    the optimizer keys (equivox.memory_probe.OPTIMIZER_KEYS), with the run's study values."""
+    from equivox.memory_probe import OPTIMIZER_KEYS
+
+    train = {**config["train"], **RUNS[wildcards.arch].train}
+    return {key: train[key] for key in ("head", "amp", *OPTIMIZER_KEYS)}
 
 
 def memory_probe_settings():

@@ -10,9 +10,10 @@ rule memory_probe:
     params:
         code=code_of("scripts/memory_probe.py", per_arch=True),
         spec=lambda wildcards: ARCHITECTURES[wildcards.arch],
-        # the input shape (channels, length_voxels) and what the trainer's step does (head, amp)
+        # the input shape (channels, length_voxels) and what the run's training step does
+        # (head, amp, the optimizer keys: a study's train.* values included)
         views={key: config["views"][key] for key in ("channels", "length_voxels")},
-        train={key: config["train"][key] for key in ("head", "amp")},
+        train=memory_probe_train,
         settings=memory_probe_settings(),
     threads: 2
     conda:
