@@ -30,6 +30,9 @@ Torch-free (numpy and scipy), so that the tables and their tests do not import a
     so the signs are flipped at random ``n_resamples`` times (seeded) and
     ``p = (1 + #{|mean of flipped| >= |observed mean|}) / (1 + n_resamples)``, which is
     never 0 and is exact up to Monte Carlo error.
+* :func:`holm_adjust`: Holm's step-down adjustment of a family of p-values (several
+  comparisons at once), which keeps the family-wise error rate at the level without
+  assuming the tests are independent.
 """
 from __future__ import annotations
 
@@ -144,6 +147,24 @@ def sign_flip_test(differences: np.ndarray, *, n_resamples: int, seed: int) -> f
         signs = rng.integers(0, 2, size=(size, differences.size)) * 2 - 1
         extreme += int((np.abs((signs * differences).mean(axis=1)) >= observed - tolerance).sum())
     return (1 + extreme) / (1 + n_resamples)
+
+
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm-adjusted p-values, in the given order: with the ``m`` values sorted
+    ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) * p_(j))`` (1-based).
+    Rejecting every hypothesis whose adjusted p is at most ``alpha`` keeps the chance of
+    any false rejection among the ``m`` at most ``alpha`` (Holm 1979). NaN stays NaN
+    and does not count in ``m``."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    known = np.flatnonzero(~np.isnan(p))
+    m = known.size
+    order = known[np.argsort(p[known], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def paired_comparison(correct_a, loss_a, correct_b, loss_b, *, n_resamples: int = 10000, seed: int = 0,

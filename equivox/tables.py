@@ -167,9 +167,9 @@ def replicates_table(tests: list[dict], groups: dict[str, str] | None, confidenc
 
 COMPARISON_COLUMNS = [
     "a", "b", "weights", "direction", "n_examples", "replicates_a", "replicates_b", "accuracy_a", "accuracy_b",
-    "accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high", "accuracy_p", "b_better", "a_better",
-    "loss_a", "loss_b", "loss_diff", "loss_diff_ci_low", "loss_diff_ci_high", "loss_p", "confidence",
-    "n_resamples", "seed"]
+    "accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high", "accuracy_p", "accuracy_p_holm", "b_better",
+    "a_better", "loss_a", "loss_b", "loss_diff", "loss_diff_ci_low", "loss_diff_ci_high", "loss_p", "loss_p_holm",
+    "confidence", "n_resamples", "seed"]
 
 
 def comparison_pairs(compare, groups: list[str], unselected=()) -> list[tuple[str, str]]:
@@ -208,9 +208,12 @@ def comparison_table(examples: dict[str, dict[str, np.ndarray]], groups: dict[st
     bootstrap, percentile) and accuracy_p (exact sign test; McNemar's exact test for
     single runs), b_better / a_better (examples where B / A is right more often),
     loss_a/b, loss_diff with _ci_low/_ci_high and loss_p (sign-flip permutation test),
-    confidence, n_resamples, seed.
+    confidence, n_resamples, seed. ``accuracy_p_holm`` and ``loss_p_holm`` are the
+    p-values Holm-adjusted (:func:`equivox.stats.holm_adjust`) over the configured pairs,
+    separately for the final and the best weights (one family per weights and metric:
+    m = the number of pairs; with one pair they equal the unadjusted ones).
     """
-    from .stats import paired_comparison
+    from .stats import holm_adjust, paired_comparison
 
     members = group_order(list(examples), groups)
     rows = []
@@ -220,7 +223,12 @@ def comparison_table(examples: dict[str, dict[str, np.ndarray]], groups: dict[st
                      for g in (a, b) for kind in ("correct", "loss")]
             result = paired_comparison(*sides, n_resamples=n_resamples, seed=seed, confidence=confidence)
             rows.append({"a": a, "b": b, "weights": weights, **result})
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    for metric in ("accuracy", "loss"):
+        for weights in ("final", "best"):
+            family = table["weights"] == weights
+            table.loc[family, f"{metric}_p_holm"] = holm_adjust(table.loc[family, f"{metric}_p"])
+    return table
 
 
 def steady_windows(run: Run) -> pd.DataFrame:
@@ -315,6 +323,12 @@ def _p_value(p) -> str:
     return "–" if pd.isna(p) else (f"{p:.2g}" if p >= 0.001 else "< 0.001")
 
 
+def _p_values(table: pd.DataFrame, metric: str) -> list[str]:
+    """``p; Holm-adjusted p`` cells of a comparison table."""
+    return [f"{_p_value(p)}; {_p_value(holm)}"
+            for p, holm in table[[f"{metric}_p", f"{metric}_p_holm"]].itertuples(index=False)]
+
+
 def shown_results(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """Rounded results table with the intervals written next to the values: the final
     weights' test results and margin, then the best-validation weights' test results."""
@@ -357,7 +371,8 @@ def shown_comparison(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """Per pair and weights (plain ASCII: the LaTeX compiles without Unicode setup): A, B,
     the accuracies and their difference B - A with the
     paired bootstrap interval and the exact (McNemar / sign test) p-value, then the
-    same for the loss with the sign-flip permutation p-value."""
+    same for the loss with the sign-flip permutation p-value; each p-value beside its
+    Holm-adjusted value over the configured pairs ("p; Holm")."""
     ci = f"{confidence:.0%} bootstrap CI"
     return pd.DataFrame({
         "A": table["a"], "B": table["b"], "weights": table["weights"], "test pairs": table["n_examples"],
@@ -366,11 +381,11 @@ def shown_comparison(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
                           .itertuples(index=False)],
         f"accuracy B - A [{ci}]": [_interval(*r) for r in table[
             ["accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high"]].itertuples(index=False)],
-        "accuracy p (exact)": table["accuracy_p"].map(_p_value),
+        "accuracy p (exact); Holm": _p_values(table, "accuracy"),
         "loss A, B": [f"{a:.3f}, {b:.3f}" for a, b in table[["loss_a", "loss_b"]].itertuples(index=False)],
         f"loss B - A [{ci}]": [_interval(*r) for r in table[
             ["loss_diff", "loss_diff_ci_low", "loss_diff_ci_high"]].itertuples(index=False)],
-        "loss p (sign flip)": table["loss_p"].map(_p_value),
+        "loss p (sign flip); Holm": _p_values(table, "loss"),
     })
 
 

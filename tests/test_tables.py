@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from equivox.stats import paired_comparison
+from equivox.stats import holm_adjust, paired_comparison
 from equivox.tables import (Run, build_table, comparison_pairs, comparison_table, replicates_table,
-                            results_table, write_table)
+                            results_table, shown_comparison, write_table)
 
 LABELS = [0, 1, 2, 3, 4, 5, 0, 1]
 
@@ -70,6 +70,24 @@ def test_comparison_rows_are_the_paired_comparison_of_group_means_per_example():
         assert final[key] == pytest.approx(expected[key])
     assert final["replicates_b"] == 2 and final["direction"] == "B minus A"
     assert final["loss_diff"] < 0  # the cnn's losses were drawn 0.5 lower
+
+
+def test_comparison_p_values_are_holm_adjusted_over_the_pairs_per_weights():
+    rng = np.random.default_rng(4)
+    n = 60
+    runs = {name: examples_of(rng.random(n) < p, rng.random(n) + shift, rng.random(n) < p, rng.random(n))
+            for name, p, shift in (("twin", 0.4, 0.3), ("cnn", 0.7, 0.0), ("resnet", 0.5, 0.2))}
+    pairs = [("twin", "cnn"), ("twin", "resnet"), ("resnet", "cnn")]
+    table = comparison_table(runs, None, pairs, confidence=0.95, n_resamples=300, seed=0)
+    for weights in ("final", "best"):
+        family = table[table["weights"] == weights]
+        assert len(family) == 3
+        for metric in ("accuracy", "loss"):
+            assert family[f"{metric}_p_holm"].to_numpy() == pytest.approx(holm_adjust(family[f"{metric}_p"]))
+            assert (family[f"{metric}_p_holm"] >= family[f"{metric}_p"]).all()
+    single = comparison_table(runs, None, pairs[:1], confidence=0.95, n_resamples=300, seed=0)
+    assert (single["accuracy_p_holm"] == single["accuracy_p"]).all()
+    assert "; " in shown_comparison(table, 0.95)["accuracy p (exact); Holm"].iloc[0]
 
 
 def test_comparison_names_must_be_groups():

@@ -166,6 +166,8 @@ def test_final_and_best_test_results_per_pair_and_the_paired_comparison(demo):
         assert diff == pytest.approx(float(row["accuracy_b"]) - float(row["accuracy_a"]), abs=1e-9)
         assert float(row["accuracy_diff_ci_low"]) <= diff <= float(row["accuracy_diff_ci_high"])
         assert 0 < float(row["accuracy_p"]) <= 1 and 0 < float(row["loss_p"]) <= 1
+        # two pairs per weights: Holm doubles the smaller p, keeps the larger (at least that)
+        assert float(row["accuracy_p"]) <= float(row["accuracy_p_holm"]) <= min(1, 2 * float(row["accuracy_p"]))
         if row["weights"] == "final":
             a, b = examples[row["a"]]["correct_final"], examples[row["b"]]["correct_final"]
             assert int(row["b_better"]) == int((b & ~a).sum()) and int(row["a_better"]) == int((a & ~b).sum())
