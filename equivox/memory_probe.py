@@ -103,13 +103,20 @@ def largest_batch(fit: dict, gpu_memory_gb: float, margin_gb: float) -> int | No
 OPTIMIZER_KEYS = ("optimizer", "weight_decay", "momentum", "nesterov")
 """The ``train`` keys that decide the optimizer, and so its state's memory."""
 
-DEFAULT_OPTIMIZER = {"optimizer": "adam", "weight_decay": 0.0, "momentum": 0.0, "nesterov": False}
-"""The optimizer of a probe called without one (the rule always passes the run's)."""
+
+def optimizer_settings(optimizer: dict | None) -> dict:
+    """The :data:`OPTIMIZER_KEYS` of ``optimizer`` (a run's ``train``), or, when None, the
+    config schema's defaults (Adam without weight decay); the rule always passes the run's."""
+    if optimizer is None:
+        from .schema import default_config
+
+        optimizer = default_config()["train"]
+    return {key: optimizer[key] for key in OPTIMIZER_KEYS}
 
 
 def build(arch: str, spec: dict, in_channels: int, head: str, device, optimizer: dict | None = None):
-    """The model (on ``device``) and its optimizer (``optimizer``: the :data:`OPTIMIZER_KEYS`
-    of the run's ``train``; Adam when None), as :func:`equivox.train.train` makes them."""
+    """The model (on ``device``) and its optimizer (``optimizer``: see
+    :func:`optimizer_settings`), as :func:`equivox.train.train` makes them."""
     from types import SimpleNamespace
 
     import torch
@@ -123,16 +130,8 @@ def build(arch: str, spec: dict, in_channels: int, head: str, device, optimizer:
     model = build_model(arch, spec, in_channels=in_channels, head=head).to(device)
     model.train()
     # the learning rate does not change a step's memory
-    settings = SimpleNamespace(lr=1e-3, **{**DEFAULT_OPTIMIZER, **(optimizer or {})})
+    settings = SimpleNamespace(lr=1e-3, **optimizer_settings(optimizer))
     return model, build_optimizer(model.parameters(), settings)
-
-
-def optimizer_state_bytes(optimizer) -> int:
-    """Bytes of the optimizer's state tensors (Adam's two moments, SGD's momentum buffer)."""
-    import torch
-
-    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
-               for value in state.values() if isinstance(value, torch.Tensor))
 
 
 def model_bytes(model) -> int:
@@ -295,7 +294,7 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
                  threads: int | None = None, optimizer: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Measure one architecture: ``(rows, summary)``, rows in :data:`COLUMNS` (one per batch
     size, ascending), summary the fit (:func:`fit_linear`) and :func:`largest_batch`.
-    ``optimizer``: the run's :data:`OPTIMIZER_KEYS` (None: Adam without weight decay)."""
+    ``optimizer``: the run's :data:`OPTIMIZER_KEYS` (:func:`optimizer_settings`)."""
     import torch
 
     from .run_state import pick_device
@@ -328,7 +327,7 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
         "arch": arch, "family": spec["family"], "parameters": parameters,
         "device": target.type, "gpu_model": gpu_model, "measured_on": MEASURED_ON[target.type],
         "head": head, "amp": amp if target.type == "cuda" else "none",
-        "optimizer": {**DEFAULT_OPTIMIZER, **(optimizer or {})},
+        "optimizer": optimizer_settings(optimizer),
         "input_shape": [None, 2, in_channels, length, length, length],
         "batch_sizes": batch_sizes, "oom_batch_sizes": table.loc[table["oom"].astype(bool), "batch_size"].tolist(),
         # NaN (no slope, no R^2) is written as null: the JSON stays standard
@@ -349,8 +348,9 @@ def probe_memory(arch: str, spec: dict, *, batch_sizes, in_channels: int, length
 
 def memory_table(summaries: list[dict]) -> pd.DataFrame:
     """One row per model, in the given order, from :func:`probe_memory` summaries
-    (``results/analysis/memory/<arch>.json``): model, family, parameters, optimizer (its
-    name; ``sgd`` with momentum is ``sgd+momentum``), device, gpu_model, measured_on, batch_sizes (measured, space-separated), oom_batch_sizes, intercept_GiB,
+    (``results/analysis/memory/<arch>.json``): model, family, parameters, optimizer
+    (:func:`optimizer_label`), device, gpu_model, measured_on, batch_sizes (measured,
+    space-separated), oom_batch_sizes, intercept_GiB,
     slope_MiB_per_example, r2 (empty when not defined: two points, or none), gpu_memory_gb,
     margin_gb, largest_batch (empty when the slope is not positive or not defined)."""
     rows = []

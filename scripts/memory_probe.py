@@ -3,7 +3,7 @@ the largest batch that fits a GPU, for one architecture (equivox/memory_probe.py
 import json
 
 from equivox.logs import run_logged
-from equivox.memory_probe import OPTIMIZER_KEYS, probe_memory
+from equivox.memory_probe import probe_memory
 
 
 def main(arch, spec, tsv, summary_json, views, train, settings, threads):
@@ -11,7 +11,7 @@ def main(arch, spec, tsv, summary_json, views, train, settings, threads):
         arch, spec, batch_sizes=settings["batch_sizes"], in_channels=len(views["channels"]),
         length=views["length_voxels"], head=train["head"], amp=train["amp"], device=settings["device"],
         gpu_memory_gb=settings["gpu_memory_gb"], margin_gb=settings["margin_gb"], threads=threads,
-        optimizer={key: train[key] for key in OPTIMIZER_KEYS})
+        optimizer=train)
     table.to_csv(tsv, sep="\t", index=False)
     with open(summary_json, "w") as handle:
         json.dump(summary, handle, indent=2)

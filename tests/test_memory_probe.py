@@ -9,7 +9,7 @@ import pytest
 
 from equivox.config import load_architectures
 from equivox.memory_probe import (COLUMNS, GIB, MIB, build, build_memory_table, fit_linear, largest_batch,
-                                  optimizer_state_bytes, probe_memory, random_batch, train_step)
+                                  probe_memory, random_batch, train_step)
 from equivox.tables import write_table
 from tests.workflow_helpers import REPO, snakemake
 
@@ -84,6 +84,14 @@ def test_cpu_probe_of_a_demo_model_grows_with_batch(plain_spec):
     assert summary["parameters"] > 0 and summary["measured_on"] == "cpu RSS"
     assert summary["fit"]["r2"] is None  # two points: no R^2, written as null
     json.dumps(summary, allow_nan=False)  # what the rule writes: standard JSON
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of the optimizer's state tensors (Adam's two moments, SGD's momentum buffer)."""
+    import torch
+
+    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
+               for value in state.values() if isinstance(value, torch.Tensor))
 
 
 @pytest.mark.parametrize("optimizer, kind, states", [

@@ -73,6 +73,11 @@ def run_groups():
     return {name: run.group for name, run in RUNS.items()}
 
 
+def run_train(name):
+    """config train with the run's own values (a study's train.* grid values, its seed)."""
+    return {**config["train"], **RUNS[name].train}
+
+
 def train_settings(wildcards):
     """The TrainSettings of one architecture's run (equivox.run_record.settings_from_config),
     as params: everything but OPERATIONAL_SETTINGS, which scripts/train_model.py adds."""
@@ -82,7 +87,7 @@ def train_settings(wildcards):
 
     run = RUNS[wildcards.arch]
     settings = settings_from_config(
-        {**config["train"], **run.train}, wildcards.arch, spec=run.spec,
+        run_train(wildcards.arch), wildcards.arch, spec=run.spec,
         # the training code is part of what a run records: a code edit starts a new lineage
         code=code_of("scripts/train_model.py", per_arch=True)(wildcards),
         atom_pack=f"{RESULTS}/atom_pack/train.pack", val_views=f"{RESULTS}/views/val.h5",
@@ -205,7 +210,7 @@ def memory_probe_train(wildcards):
     the optimizer keys (equivox.memory_probe.OPTIMIZER_KEYS), with the run's study values."""
     from equivox.memory_probe import OPTIMIZER_KEYS
 
-    train = {**config["train"], **RUNS[wildcards.arch].train}
+    train = run_train(wildcards.arch)
     return {key: train[key] for key in ("head", "amp", *OPTIMIZER_KEYS)}
 
 
